@@ -1,0 +1,37 @@
+"""core/ is the import package ``mcp_engine`` (mapped by ``package_dir`` in setup.cfg).
+
+The names below are the public API for plugin authors: a plugin imports only from here.
+"""
+
+from mcp_engine.errors import EngineError, FlowValidationError
+from mcp_engine.flow.models import ERROR_KINDS, FLOW_ID_PATTERN, RetryPolicy
+from mcp_engine.flow.problems import Problem, Severity
+from mcp_engine.hookspecs import hookimpl
+from mcp_engine.kinds import (
+    Action,
+    ConditionType,
+    IntegrationClient,
+    Reference,
+    RuleKind,
+    StateType,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ERROR_KINDS",
+    "FLOW_ID_PATTERN",
+    "RetryPolicy",
+    "hookimpl",
+    "Action",
+    "ConditionType",
+    "EngineError",
+    "FlowValidationError",
+    "IntegrationClient",
+    "Problem",
+    "Reference",
+    "RuleKind",
+    "Severity",
+    "StateType",
+    "__version__",
+]

@@ -1,0 +1,79 @@
+"""One error hierarchy with stable codes; the API adapters map the codes to HTTP and gRPC statuses.
+
+Nothing outside the adapters formats errors: they carry a code, a message and structured details.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mcp_engine.flow.problems import Problem
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    http_status: ClassVar[int] = 500
+    grpc_status: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class InvalidInput(EngineError):
+    code = "invalid_argument"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class FlowValidationError(InvalidInput):
+    """A flow document has at least one error; ``problems`` lists every error and warning."""
+
+    code = "flow_invalid"
+    http_status = 422
+
+    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
+        errors = [p for p in problems if p.severity == "error"]
+        where = f" in {source}" if source else ""
+        super().__init__(
+            f"{len(errors)} error(s){where}: " + "; ".join(p.short() for p in errors[:3]),
+            {"problems": [p.to_dict() for p in problems]},
+        )
+        self.problems = problems
+
+
+class FlowNotFound(EngineError):
+    code = "flow_not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class PermissionDenied(EngineError):
+    code = "permission_denied"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
+class ConversationBusy(EngineError):
+    code = "conversation_busy"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+
+class PluginClash(EngineError):
+    """Two providers registered the same name for one plugin kind."""
+
+    code = "plugin_clash"
+
+
+ERROR_TABLE: dict[str, tuple[int, str]] = {
+    cls.code: (cls.http_status, cls.grpc_status)
+    for cls in (EngineError, InvalidInput, FlowValidationError, FlowNotFound, PermissionDenied, ConversationBusy)
+}

@@ -1,0 +1,1 @@
+"""Flow documents: models, loading, validation, JSON Schema and graph export."""

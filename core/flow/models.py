@@ -1,0 +1,127 @@
+"""pydantic models of the flow document (SPEC §2); validated at the edges, never per turn.
+
+Per-type ``config`` and action params are kept as plain data here and checked against the
+registered plugin's ``Config`` by the validator, so third-party kinds validate like built-ins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SEMVER_PATTERN = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
+ERROR_KINDS = ("timeout", "http_4xx", "http_5xx", "network", "mapping")
+RetryableError = Literal["timeout", "http_5xx", "network"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Action(BaseModel):
+    """``{"type": <action type>, ...params}``; the params are checked against the action type's Config."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="A registered action type, e.g. send_message")
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Transition(Strict):
+    condition: str = Field(description="A registered condition type, e.g. intent_match")
+    condition_value: str | None = Field(None, description="The condition's argument, e.g. an intent name")
+    expression: str | None = Field(None, description="For condition 'expression': the expression to test")
+    target_state: str
+    priority: int = Field(100, ge=0, le=1000, description="0..1000; lower is tried first, ties in order")
+    actions: list[Action] = Field(default_factory=list)
+
+
+class State(Strict):
+    type: str = Field(description="A registered state type, e.g. response")
+    config: dict[str, Any] = Field(default_factory=dict, description="Checked against the type's schema")
+    transitions: list[Transition] = Field(default_factory=list)
+    entry_actions: list[Action] = Field(default_factory=list)
+    exit_actions: list[Action] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Intent(Strict):
+    examples: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list, description="Regular expressions (confidence 1.0)")
+
+
+class RetryPolicy(Strict):
+    max_retries: int = Field(2, ge=0, le=10)
+    backoff_ms: int = Field(200, ge=0, le=60_000)
+    retry_on: list[RetryableError] = Field(
+        default_factory=lambda: ["timeout", "http_5xx", "network"],
+        description="Error kinds that are retried; http_4xx never is",
+    )
+
+
+class Integration(Strict):
+    type: str = Field("rest", description="A registered integration client")
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict, description="Values may use ${env:NAME}")
+    authentication: dict[str, Any] = Field(default_factory=dict)
+    timeout_ms: int = Field(5000, ge=1, le=120_000)
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class IntentHandler(Strict):
+    target_state: str
+    resume: bool = False
+
+
+class NoMatchHandler(Strict):
+    response: str = "Sorry, I didn't get that."
+    max_consecutive: int = Field(3, ge=1, le=100)
+    target_state: str | None = None
+
+
+class GlobalHandlers(Strict):
+    intents: dict[str, IntentHandler] = Field(default_factory=dict)
+    no_match: NoMatchHandler | None = None
+    error_state: str | None = None
+
+
+class Settings(Strict):
+    max_steps: int = Field(25, ge=1, le=1000)
+    confidence_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    timezone: str = "UTC"
+    max_message_chars: int = Field(4000, ge=1, le=1_000_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone '{value}' (use an IANA name such as Europe/Berlin)") from exc
+        return value
+
+
+class Flow(Strict):
+    """A whole flow document."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: str | None = Field(None, alias="$schema", description="JSON Schema URL, for editors")
+    flow_id: str = Field(pattern=FLOW_ID_PATTERN)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1)
+    version: str = Field(pattern=SEMVER_PATTERN, description="Semantic version MAJOR.MINOR.PATCH")
+    description: str | None = None
+    initial_state: str
+    states: dict[str, State] = Field(min_length=1)
+    intents: dict[str, Intent] = Field(default_factory=dict)
+    integrations: dict[str, Integration] = Field(default_factory=dict)
+    global_handlers: GlobalHandlers = Field(default_factory=GlobalHandlers)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+    plugins: list[str] = Field(default_factory=list, description="Plugins this flow needs")
+    metadata: dict[str, Any] = Field(default_factory=dict)

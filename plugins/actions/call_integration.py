@@ -1,0 +1,20 @@
+"""``call_integration``: calls a declared integration from an action list."""
+
+from collections.abc import Iterator
+
+from mcp_engine import Action, Reference, hookimpl
+from mcp_engine.plugins.states.integration import IntegrationCall
+
+
+class CallIntegration(Action):
+    name = "call_integration"
+    Config = IntegrationCall
+
+    @classmethod
+    def references(cls, config: IntegrationCall) -> Iterator[Reference]:
+        yield from IntegrationCall.call_references(config)
+
+
+@hookimpl
+def mcp_engine_actions() -> list[type[Action]]:
+    return [CallIntegration]

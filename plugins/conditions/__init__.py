@@ -1,0 +1,1 @@
+"""Built-in transition conditions (SPEC §4)."""

@@ -1,0 +1,1 @@
+"""Built-in slot validation rules and entity extractors."""

@@ -1,0 +1,1 @@
+"""Built-in state types, one module each."""

@@ -1,0 +1,30 @@
+"""``end``: emits its optional template and completes the run."""
+
+from collections.abc import Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_engine import Reference, StateType, hookimpl
+
+
+class EndConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response_templates: dict[str, str] = Field(default_factory=dict)
+    response_type: str = "text"
+
+
+class EndState(StateType):
+    name = "end"
+    Config = EndConfig
+    ends_run = True
+    description = "Completes the run; the next message starts again at the initial state."
+
+    @classmethod
+    def references(cls, config: EndConfig) -> Iterator[Reference]:
+        for channel, template in config.response_templates.items():
+            yield Reference("template", template, ("response_templates", channel))
+
+
+@hookimpl
+def mcp_engine_state_types() -> list[type[StateType]]:
+    return [EndState]
