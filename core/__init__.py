@@ -15,14 +15,13 @@ from mcp_engine.kinds import (
     RuleKind,
     StateType,
 )
+from mcp_engine.rulesets.context import RuleContext
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ERROR_KINDS",
     "FLOW_ID_PATTERN",
-    "RetryPolicy",
-    "hookimpl",
     "Action",
     "ConditionType",
     "EngineError",
@@ -30,8 +29,11 @@ __all__ = [
     "IntegrationClient",
     "Problem",
     "Reference",
+    "RetryPolicy",
+    "RuleContext",
     "RuleKind",
     "Severity",
     "StateType",
     "__version__",
+    "hookimpl",
 ]

@@ -75,5 +75,12 @@ class PluginClash(EngineError):
 
 ERROR_TABLE: dict[str, tuple[int, str]] = {
     cls.code: (cls.http_status, cls.grpc_status)
-    for cls in (EngineError, InvalidInput, FlowValidationError, FlowNotFound, PermissionDenied, ConversationBusy)
+    for cls in (
+        EngineError,
+        InvalidInput,
+        FlowValidationError,
+        FlowNotFound,
+        PermissionDenied,
+        ConversationBusy,
+    )
 }

@@ -7,11 +7,14 @@ through this interface, so a third-party state type or action is checked exactly
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from mcp_engine.rulesets.context import RuleContext
 
 ReferenceKind = Literal[
     "state",  # names a state of the flow
@@ -71,6 +74,16 @@ class ConditionType(Plugin):
     ``kind`` says when it is evaluated (SPEC §4): ``input`` conditions only when an event was
     delivered, ``automatic`` ones also right after a state is entered. ``value`` says whether the
     transition's ``condition_value`` is required, optional or meaningless for it.
+
+    A condition is compiled once, with its flow, into a rule of the state's ruleset (``mcp_engine.rulesets``).
+    It takes part in one of two ways, and a plugin implements exactly one of them:
+
+    - ``rule(value, ctx)`` returns the condition in durable_rules' JSON vocabulary over the event's facts
+      (``{"intent": "order"}``, ``{"$lt": {"confidence": 0.5}}``, ``$and``/``$or``/``$ex``/``$nex``), so every
+      rules backend evaluates it natively; ``ctx`` (a ``RuleContext``) gives typed fields for context paths
+      and Python-evaluated facts for what the vocabulary cannot say;
+    - ``holds(value, namespace)`` answers in Python on each evaluation, over the expression namespace
+      (``slots``, ``variables``, ``intent``, ``event``, ...); the compiler posts its answer as a boolean fact.
     """
 
     kind: ClassVar[ConditionKind] = "automatic"
@@ -80,6 +93,25 @@ class ConditionType(Plugin):
     def value_references(cls, value: str | None) -> Iterator[Reference]:
         """Yield what a transition's ``condition_value`` refers to."""
         yield from ()
+
+    @classmethod
+    def validate_value(cls, value: str) -> None:
+        """Raise ``ValueError`` with a designer-readable message when ``condition_value`` is not valid."""
+
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any] | None:
+        """The condition in durable_rules' vocabulary, or None to be evaluated by ``holds``.
+
+        Called once per transition at compile time, never per turn: do any parsing here. Comparisons need
+        no ``$ex`` guards (the compiler adds them), and ``ctx.field(path, category)`` names a fact that is
+        posted only when the value at ``path`` has that type, which keeps comparisons strictly typed.
+        """
+        return None
+
+    @classmethod
+    def holds(cls, value: str | None, namespace: Mapping[str, Any]) -> bool:
+        """Whether the condition holds now; used when ``rule`` returns None, once per evaluation."""
+        raise NotImplementedError(f"condition '{cls.name}' implements neither rule() nor holds()")
 
 
 class IntegrationClient(Plugin):

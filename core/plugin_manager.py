@@ -50,7 +50,8 @@ class Kind(Generic[P]):
     def add(self, cls: type[P], provider: str) -> None:
         if cls.name in self.classes:
             raise PluginClash(
-                f"{self.label} '{cls.name}' is provided twice: by {self.providers[cls.name]} and by {provider}",
+                f"{self.label} '{cls.name}' is provided twice: "
+                f"by {self.providers[cls.name]} and by {provider}",
                 {"kind": self.label, "name": cls.name, "providers": [self.providers[cls.name], provider]},
             )
         self.classes[cls.name] = cls
@@ -80,7 +81,9 @@ class Registry:
     )
 
     @classmethod
-    def from_plugin_manager(cls, pm: pluggy.PluginManager, providers: dict[int, str] | None = None) -> Registry:
+    def from_plugin_manager(
+        cls, pm: pluggy.PluginManager, providers: dict[int, str] | None = None
+    ) -> Registry:
         """Call every kind hook once and register what each plugin returns, with its provider."""
         registry = cls()
         providers = providers or {}

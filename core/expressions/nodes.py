@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from typing import Literal as L
 
 ROOT_NAMES = frozenset(
-    {"slots", "variables", "user_profile", "intent", "event", "integration_results", "context", "slot_filling"}
+    {
+        "slots",
+        "variables",
+        "user_profile",
+        "intent",
+        "event",
+        "integration_results",
+        "context",
+        "slot_filling",
+    }
 )
 FUNCTIONS = frozenset({"len", "lower", "upper", "int", "float", "str"})
 

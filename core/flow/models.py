@@ -58,7 +58,7 @@ class RetryPolicy(Strict):
     max_retries: int = Field(2, ge=0, le=10)
     backoff_ms: int = Field(200, ge=0, le=60_000)
     retry_on: list[RetryableError] = Field(
-        default_factory=lambda: ["timeout", "http_5xx", "network"],
+        default_factory=lambda: list[RetryableError](["timeout", "http_5xx", "network"]),
         description="Error kinds that are retried; http_4xx never is",
     )
 

@@ -24,7 +24,6 @@ class SetVariableConfig(BaseModel):
         return data
 
 
-
 class SetVariable(Action):
     name = "set_variable"
     Config = SetVariableConfig

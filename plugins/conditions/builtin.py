@@ -1,14 +1,25 @@
-"""The eight built-in conditions of SPEC §4."""
+"""The eight built-in conditions of SPEC §4, written in the rule vocabulary over the engine's facts.
+
+Each says its condition through ``ConditionType.rule`` (see ``mcp_engine.rulesets.ruleset`` for the
+facts), exactly as a plugin would, so both rules backends evaluate the built-ins natively.
+"""
+
+from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from mcp_engine import ERROR_KINDS, ConditionType, Reference, hookimpl
+from mcp_engine import ERROR_KINDS, ConditionType, Reference, RuleContext, hookimpl
 
 
 class AnyInput(ConditionType):
     name = "any_input"
     kind = "input"
     description = "A message arrived."
+
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        return {"input": True}
 
 
 class IntentMatch(ConditionType):
@@ -22,17 +33,31 @@ class IntentMatch(ConditionType):
         if value:
             yield Reference("intent", value)
 
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        if not value:
+            raise ValueError("intent_match needs the intent's name in condition_value")
+        return {"$and": [{"intent": value}, {"$gte": {"confidence": ctx.confidence_threshold}}]}
+
 
 class LowConfidence(ConditionType):
     name = "low_confidence"
     kind = "input"
     description = "The classified confidence is below the threshold."
 
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        return {"$lt": {"confidence": ctx.confidence_threshold}}
+
 
 class Timeout(ConditionType):
     name = "timeout"
     kind = "input"
     description = "A timeout event arrived for this state."
+
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        return {"event_type": "timeout"}
 
 
 class SlotFilled(ConditionType):
@@ -45,21 +70,51 @@ class SlotFilled(ConditionType):
         if value:
             yield Reference("slot_used", value)
 
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        """Filled means not null; with no value, every required slot of this (slot_filling) state is."""
+        slots = (value,) if value else ctx.required_slots
+        if not slots:
+            return ctx.NEVER
+        return {"$and": [{"$ex": {ctx.field(("slots", slot), "any"): 1}} for slot in slots]}
+
 
 class IntegrationSuccess(ConditionType):
     name = "integration_success"
     description = "This state's last integration call succeeded."
 
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        return {"integration": "success"}
+
 
 class IntegrationErrorCondition(ConditionType):
     name = "integration_error"
     value = "optional"
-    description = f"This state's last integration call failed (optionally of a kind: {', '.join(ERROR_KINDS)})."
+    description = (
+        f"This state's last integration call failed (optionally of a kind: {', '.join(ERROR_KINDS)})."
+    )
+
+    @classmethod
+    def validate_value(cls, value: str) -> None:
+        if value not in ERROR_KINDS:
+            raise ValueError(f"unknown integration error kind '{value}' (known: {', '.join(ERROR_KINDS)})")
+
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        failed = {"integration": "error"}
+        return {"$and": [failed, {"integration_error": value}]} if value else failed
 
 
 class Expression(ConditionType):
     name = "expression"
     description = "The transition's expression evaluates true."
+
+    @classmethod
+    def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
+        if ctx.transition.expression is None:
+            raise ValueError("condition 'expression' needs an expression")
+        return ctx.expression(ctx.transition.expression)
 
 
 BUILTIN_CONDITIONS: tuple[type[ConditionType], ...] = (

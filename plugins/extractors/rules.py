@@ -17,7 +17,9 @@ def _parse_range(argument: str | None, number: type[int] | type[float]) -> tuple
     try:
         low, high = (number(g) if g is not None else None for g in match.groups())
     except ValueError as exc:
-        raise ValueError(f"'{argument}': bounds must be {'whole numbers' if number is int else 'numbers'}") from exc
+        raise ValueError(
+            f"'{argument}': bounds must be {'whole numbers' if number is int else 'numbers'}"
+        ) from exc
     if low is not None and high is not None and low > high:
         raise ValueError(f"minimum {low} is above maximum {high}")
     return low, high

@@ -28,7 +28,9 @@ class SlotFillingConfig(BaseModel):
         for field in ("validation_rules", "prompts", "retry_prompts"):
             unknown = sorted(set(getattr(self, field)) - slots)
             if unknown:
-                raise ValueError(f"{field} names slot(s) {', '.join(unknown)} that are not in required/optional")
+                raise ValueError(
+                    f"{field} names slot(s) {', '.join(unknown)} that are not in required/optional"
+                )
         return self
 
 

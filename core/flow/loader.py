@@ -1,0 +1,113 @@
+"""Reading flow documents from JSON or YAML text, keeping enough of the source to give line numbers.
+
+Values come from the strict parsers (json / yaml.safe_load); line numbers come from PyYAML's node
+tree (JSON is YAML), built only when there is a problem to locate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mcp_engine.flow.problems import Problem
+
+Format = Literal["json", "yaml"]
+MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class Source:
+    """A parsed document and where it came from."""
+
+    data: Any
+    name: str | None = None
+    text: str | None = None
+    _lines: dict[str, int] | None = field(default=None, repr=False)
+
+    def line_of(self, pointer: str) -> int | None:
+        """The 1-based line of the value at ``pointer``, or of its nearest existing parent."""
+        if self.text is None:
+            return None
+        if self._lines is None:
+            self._lines = _line_map(self.text)
+        while True:
+            if pointer in self._lines:
+                return self._lines[pointer]
+            if not pointer:
+                return None
+            pointer = pointer.rsplit("/", 1)[0]
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _line_map(text: str) -> dict[str, int]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[str, int] = {}
+    stack: list[tuple[str, yaml.Node]] = [("", root)] if root is not None else []
+    while stack:
+        ptr, node = stack.pop()
+        # A key's own line (set below) is where a designer looks: keep it over the value's line.
+        lines.setdefault(ptr, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = f"{ptr}/{_escape(str(key.value))}"
+                lines[child] = key.start_mark.line + 1
+                stack.append((child, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((f"{ptr}/{i}", item) for i, item in enumerate(node.value))
+    return lines
+
+
+def detect_format(name: str | None, text: str) -> Format:
+    if name and name.lower().endswith((".yaml", ".yml")):
+        return "yaml"
+    if name and name.lower().endswith(".json"):
+        return "json"
+    return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
+
+
+def parse_text(
+    text: str, name: str | None = None, fmt: Format | None = None
+) -> tuple[Source | None, Problem | None]:
+    """Parse ``text``; on a syntax error return the problem with its line and column."""
+    fmt = fmt or detect_format(name, text)
+    if fmt == "json":
+        try:
+            return Source(json.loads(text), name, text), None
+        except json.JSONDecodeError as exc:
+            return None, Problem(
+                "error", "", f"not valid JSON: {exc.msg}", "json-syntax", exc.lineno, exc.colno
+            )
+    try:
+        return Source(yaml.safe_load(text), name, text), None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        return None, Problem("error", "", f"not valid YAML: {reason}", "yaml-syntax", line, column)
+
+
+def read_file(path: str | Path) -> tuple[Source | None, Problem | None]:
+    """Read and parse a flow file; unreadable, oversized or non-UTF-8 files are problems, not exceptions."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, Problem("error", "", f"cannot read file: {exc.strerror or exc}", "unreadable")
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        return None, Problem("error", "", f"file is larger than {MAX_DOCUMENT_BYTES} bytes", "too-large")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, Problem("error", "", f"not UTF-8 text (byte {exc.start})", "encoding")
+    return parse_text(text, str(path))

@@ -1,0 +1,138 @@
+"""Validating a flow document: every problem at once, each with its JSON pointer and line.
+
+Three passes: the document schema (pydantic), the plugins' configurations and every reference
+(``checks``), then the whole-graph checks (``analysis``). A broken document never raises: it
+produces the list. When the schema pass fails, the states that did validate are still checked,
+so one typo does not hide the other problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mcp_engine.errors import FlowValidationError
+from mcp_engine.flow.analysis import FlowGraph, analyse
+from mcp_engine.flow.checks import ReferenceChecker, pydantic_problems
+from mcp_engine.flow.gc_pause import paused_gc
+from mcp_engine.flow.loader import Source, parse_text, read_file
+from mcp_engine.flow.models import Flow, State
+from mcp_engine.flow.problems import Problem
+from mcp_engine.plugin_manager import Registry, default_registry
+
+PLACEHOLDERS = {"flow_id": "invalid", "tenant_id": "invalid", "name": "invalid", "version": "0.0.0"}
+
+
+@dataclass
+class ValidationResult:
+    """The problems of one document, and the flow when the schema pass succeeded."""
+
+    problems: list[Problem] = field(default_factory=list)
+    flow: Flow | None = None
+    source: str | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> Flow:
+        """The valid flow, or ``FlowValidationError`` carrying every problem."""
+        if self.errors or self.flow is None:
+            raise FlowValidationError(self.problems, self.source)
+        return self.flow
+
+
+def validate_data(
+    data: Any, registry: Registry | None = None, source: Source | None = None
+) -> ValidationResult:
+    """Validate a parsed document (a dict from JSON/YAML)."""
+    with paused_gc():
+        return _validate(data, registry or default_registry(), source)
+
+
+def _validate(data: Any, registry: Registry, source: Source | None) -> ValidationResult:
+    result = ValidationResult(source=source.name if source else None)
+    flow, partial = _schema_pass(data, result.problems)
+    if flow is not None:
+        state_names = set(data["states"]) if partial else set(flow.states)
+        checker = ReferenceChecker(flow, registry, state_names)
+        result.problems.extend(checker.run())
+        if not partial:
+            result.flow = flow
+            if not result.errors:
+                configured = FlowGraph(flow, registry, checker.expressions)
+                result.problems.extend(analyse(configured))
+    if source is not None:
+        result.problems = [
+            p if p.line is not None else p.with_line(source.line_of(p.pointer)) for p in result.problems
+        ]
+    result.problems.sort(key=lambda p: (p.severity != "error", p.line or 0, p.pointer))
+    return result
+
+
+def validate_text(text: str, name: str | None = None, registry: Registry | None = None) -> ValidationResult:
+    source, problem = parse_text(text, name)
+    if source is None:
+        return ValidationResult([problem] if problem else [], source=name)
+    return validate_data(source.data, registry, source)
+
+
+def validate_file(path: str | Path, registry: Registry | None = None) -> ValidationResult:
+    source, problem = read_file(path)
+    if source is None:
+        return ValidationResult([problem] if problem else [], source=str(path))
+    return validate_data(source.data, registry, source)
+
+
+def load_flow(path_or_data: str | Path | dict[str, Any], registry: Registry | None = None) -> Flow:
+    """A valid flow from a file path or a dict, or ``FlowValidationError`` with every problem."""
+    if isinstance(path_or_data, dict):
+        return validate_data(path_or_data, registry).raise_for_errors()
+    return validate_file(path_or_data, registry).raise_for_errors()
+
+
+def _schema_pass(data: Any, problems: list[Problem]) -> tuple[Flow | None, bool]:
+    """The validated flow and whether it is partial (salvaged around schema errors)."""
+    if not isinstance(data, dict):
+        problems.append(Problem("error", "", "a flow document must be a JSON object", "schema"))
+        return None, False
+    try:
+        return Flow.model_validate(data), False
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc))
+        return _salvage(data, exc), True
+
+
+def _salvage(data: dict[str, Any], exc: ValidationError) -> Flow | None:
+    """A flow of the parts that did validate, so that reference checks can still run on them."""
+    broken = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    salvaged = {k: v for k, v in data.items() if k not in broken or k in PLACEHOLDERS}
+    for key in broken & PLACEHOLDERS.keys():
+        salvaged[key] = PLACEHOLDERS[key]
+    states = data.get("states")
+    if not isinstance(states, dict) or not isinstance(data.get("initial_state"), str):
+        return None
+    good = {}
+    for name, state in states.items():
+        try:
+            good[name] = State.model_validate(state)
+        except ValidationError:
+            continue
+    if not good:
+        return None
+    salvaged["states"] = good
+    try:
+        return Flow.model_validate(salvaged)
+    except ValidationError:
+        return None

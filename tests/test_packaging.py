@@ -1,0 +1,57 @@
+"""The wheel ships one top-level package, mcp_engine, with every package directory in it."""
+
+import configparser
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE_DIRS = {"core": "mcp_engine", "plugins": "mcp_engine/plugins", "rulesets": "mcp_engine/rulesets"}
+
+
+def _package_dirs() -> set[str]:
+    """Every directory holding an __init__.py under the three code folders, as paths inside the wheel."""
+    found = set()
+    for folder, target in CODE_DIRS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).as_posix()
+            found.add(target if relative == "." else f"{target}/{relative}")
+    return found
+
+
+@pytest.mark.slow
+def test_wheel_ships_only_mcp_engine_and_every_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("mcp_engine-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"mcp_engine"}
+    shipped = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
+    assert _package_dirs() <= shipped, f"missing from the wheel: {_package_dirs() - shipped}"
+    assert "mcp_engine/py.typed" in names
+
+
+def test_setup_cfg_lists_every_package() -> None:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = {p.strip() for p in config["options"]["packages"].split() if p.strip()}
+    expected = {d.replace("/", ".") for d in _package_dirs()}
+    assert listed == expected
+
+
+def test_ruff_bans_importing_the_source_folders() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    for folder in CODE_DIRS:
+        assert f'"{folder}".msg' in text
+    assert (
+        (ROOT / "core" / "__init__.py")
+        .read_text()
+        .startswith('"""core/ is the import package ``mcp_engine``')
+    )
