@@ -20,7 +20,7 @@ from mcp_engine.flow.validate import validate_file, validate_text
 ROOT = Path(__file__).parent.parent
 FLOWS = sorted((ROOT / "examples" / "flows").glob("*.json"))
 SCENARIOS = sorted((ROOT / "examples" / "scenarios").glob("*.yaml"))
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 JSON_BLOCK = re.compile(r"^```json\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 CASE_KEYS = {"name", "state", "phase", "event", "intent", "integration", "expect"}
 NAMESPACES = {"slots", "variables", "user_profile", "context", "slot_filling", "integration_results"}

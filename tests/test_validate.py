@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_engine.errors import FlowValidationError
 from mcp_engine.flow.problems import Problem
@@ -343,3 +345,37 @@ def test_load_flow_raises_with_every_problem() -> None:
     assert len(caught.value.problems) == 2
     assert caught.value.to_dict()["error"]["code"] == "flow_invalid"
     assert load_flow(minimal_flow()).flow_id == "shop"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=12,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _paths(value, (*prefix, i))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), replacement=JSON)
+def test_any_broken_document_gives_a_list_never_a_traceback(data: st.DataObject, replacement: Any) -> None:
+    """Replace any part of a valid flow with random JSON: validation still answers with problems."""
+    doc = minimal_flow()
+    path = data.draw(st.sampled_from(_paths(doc)[1:]))
+    target = doc
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = replacement
+    result = validate_data(doc)
+    assert all(p.severity in ("error", "warning") for p in result.problems)
+    assert all(p.pointer == "" or p.pointer.startswith("/") for p in result.problems)
+    assert result.ok == (not result.errors)
