@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_engine import Reference, StateType, hookimpl
+from mcp_engine.plugins.states.response import template_references
 
 
 class EndConfig(BaseModel):
@@ -21,8 +22,7 @@ class EndState(StateType):
 
     @classmethod
     def references(cls, config: EndConfig) -> Iterator[Reference]:
-        for channel, template in config.response_templates.items():
-            yield Reference("template", template, ("response_templates", channel))
+        return template_references(config.response_templates)
 
 
 @hookimpl

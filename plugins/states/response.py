@@ -24,8 +24,13 @@ class ResponseState(StateType):
 
     @classmethod
     def references(cls, config: ResponseConfig) -> Iterator[Reference]:
-        for channel, template in config.response_templates.items():
-            yield Reference("template", template, ("response_templates", channel))
+        return template_references(config.response_templates)
+
+
+def template_references(templates: dict[str, str]) -> Iterator[Reference]:
+    """The templates of a ``response_templates`` block (shared with ``end``)."""
+    for channel, template in templates.items():
+        yield Reference("template", template, ("response_templates", channel))
 
 
 @hookimpl
