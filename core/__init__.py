@@ -10,12 +10,25 @@ from mcp_engine.hookspecs import hookimpl
 from mcp_engine.kinds import (
     Action,
     ConditionType,
+    EventSink,
     IntegrationClient,
+    IntentClassifier,
     Reference,
     RuleKind,
     StateType,
 )
 from mcp_engine.rulesets.context import RuleContext
+from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.view import (
+    ExtractContext,
+    Found,
+    IntegrationRequest,
+    IntegrationResult,
+    IntentScore,
+    OutboundMessage,
+    Template,
+    TurnView,
+)
 
 __version__ = "0.1.0"
 
@@ -25,15 +38,26 @@ __all__ = [
     "Action",
     "ConditionType",
     "EngineError",
+    "EventSink",
+    "ExtractContext",
+    "Found",
     "FlowValidationError",
     "IntegrationClient",
+    "IntegrationRequest",
+    "IntegrationResult",
+    "IntentClassifier",
+    "IntentScore",
+    "OutboundMessage",
     "Problem",
     "Reference",
     "RetryPolicy",
     "RuleContext",
     "RuleKind",
     "Severity",
+    "Services",
     "StateType",
+    "Template",
+    "TurnView",
     "__version__",
     "hookimpl",
 ]

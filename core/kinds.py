@@ -7,14 +7,24 @@ through this interface, so a third-party state type or action is checked exactly
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from mcp_engine.flow.models import Integration, Intent
     from mcp_engine.rulesets.context import RuleContext
+    from mcp_engine.runtime.services import Services
+    from mcp_engine.runtime.view import (
+        ExtractContext,
+        Found,
+        IntegrationRequest,
+        IntegrationResult,
+        IntentScore,
+        TurnView,
+    )
 
 ReferenceKind = Literal[
     "state",  # names a state of the flow
@@ -55,14 +65,43 @@ class Plugin:
 
 
 class StateType(Plugin):
-    """A kind of state. ``consumes_input``: the state waits for a message (intent, slot_filling, wait)."""
+    """A kind of state. ``consumes_input``: the state waits for a message (intent, slot_filling, wait).
+
+    One instance per state of a compiled flow, made when the flow is compiled (never per turn), with the
+    state's name and parsed ``config``; do any preparation in ``__init__``.
+    """
 
     consumes_input: ClassVar[bool] = False
     ends_run: ClassVar[bool] = False
 
+    def __init__(self, name: str, config: Any) -> None:
+        self.name_in_flow = name
+        self.config = config
+
+    async def enter(self, turn: TurnView) -> None:
+        """Run the state's "on entry" behaviour (SPEC §3): emit, call, extract. Nothing by default."""
+
+    async def receive(self, turn: TurnView) -> bool:
+        """Process the delivered event before the transitions are evaluated.
+
+        Return True when the state answered by itself (a re-prompt, a retry prompt): then a turn in which
+        no transition holds is not a no-match. Nothing by default.
+        """
+        return False
+
 
 class Action(Plugin):
-    """An action run on entry, on exit or on a transition; its params are ``Config``."""
+    """An action run on entry, on exit or on a transition; its params are ``Config``.
+
+    One instance per action occurrence in a compiled flow, holding its parsed params.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    async def run(self, turn: TurnView) -> None:
+        """Do the action. An exception is logged and the action skipped (SPEC §5); the turn goes on."""
+        raise NotImplementedError(f"action '{self.name}' does not implement run()")
 
 
 ConditionKind = Literal["input", "automatic"]
@@ -115,7 +154,45 @@ class ConditionType(Plugin):
 
 
 class IntegrationClient(Plugin):
-    """A client for one integration ``type`` (``rest`` is built in)."""
+    """A client for one integration ``type`` (``rest`` is built in).
+
+    One instance per declared integration of a compiled flow. ``call`` never raises for a failed call:
+    it returns an ``IntegrationResult`` with an error kind (timeout, http_4xx, http_5xx, network, mapping).
+    """
+
+    def __init__(self, integration: Integration, services: Services) -> None:
+        self.integration = integration
+        self.services = services
+
+    async def call(self, request: IntegrationRequest) -> IntegrationResult:
+        raise NotImplementedError(f"integration client '{self.name}' does not implement call()")
+
+
+class IntentClassifier(Plugin):
+    """Classifies a message among candidate intents. One instance per compiled flow, built from its intents."""
+
+    def __init__(self, intents: Mapping[str, Intent], config: Any, services: Services) -> None:
+        self.intents = intents
+        self.config = config
+        self.services = services
+
+    async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
+        """Ranked scores (highest first) among ``candidates`` (intent names); may be empty."""
+        raise NotImplementedError(f"classifier '{self.name}' does not implement classify()")
+
+
+class EventSink(Plugin):
+    """Receives the events of every turn (SPEC §8). Delivery never blocks or fails a turn."""
+
+    def __init__(self, config: Any, services: Services) -> None:
+        self.config = config
+        self.services = services
+
+    async def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError(f"event sink '{self.name}' does not implement publish()")
+
+    async def close(self) -> None:
+        """Flush and release what the sink holds."""
 
 
 class RuleKind(Plugin):
@@ -127,3 +204,11 @@ class RuleKind(Plugin):
         if argument:
             raise ValueError(f"rule '{cls.name}' takes no argument")
         return None
+
+    @classmethod
+    def extract(cls, text: str, rule: Any, ctx: ExtractContext) -> list[Found]:
+        """Every value of this kind found in ``text`` (``rule`` is what ``parse`` returned), in text order.
+
+        A value that is there but breaks the rule (30 for ``int:1..20``) is returned with ``valid=False``.
+        """
+        return []

@@ -1,0 +1,1 @@
+"""The runtime: compiled flows, the turn, context, locks, timers and idempotency."""

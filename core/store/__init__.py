@@ -1,0 +1,1 @@
+"""Stores: the Store contract; the embedded SQLite store; the production PostgreSQL + Redis store."""

@@ -1,0 +1,167 @@
+"""The ``Store`` contract: what the engine keeps, and the one atomic write a turn makes.
+
+Two implementations honour it (embedded SQLite; PostgreSQL + Redis) and one contract test suite runs
+against both. Contexts and events are plain dicts (JSON-able); stores serialise them once (orjson).
+Every method is scoped by tenant: a conversation or flow of another tenant is simply not found.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from mcp_engine.errors import EngineError
+
+FlowStatus = Literal["draft", "published"]
+
+
+class ConcurrentUpdate(EngineError):
+    """A compare-and-set failed: the conversation changed since it was loaded."""
+
+    code = "concurrent_update"
+    http_status = 409
+    grpc_status = "ABORTED"
+
+
+class VersionExists(EngineError):
+    """A flow version is immutable once stored with other content."""
+
+    code = "version_exists"
+    http_status = 409
+    grpc_status = "ALREADY_EXISTS"
+
+
+@dataclass(frozen=True)
+class FlowVersion:
+    tenant_id: str
+    flow_id: str
+    version: str
+    document: dict[str, Any]
+    status: FlowStatus
+    created_at: float
+    published_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    default_flow: str | None = None
+    enabled_plugins: tuple[str, ...] | None = None  # None: every installed plugin
+    outbound_webhook: str | None = None
+
+
+@dataclass
+class Conversation:
+    """A conversation's one row: the context and its version (for compare-and-set)."""
+
+    tenant_id: str
+    conversation_id: str
+    context: dict[str, Any]
+    version: int
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A server-side timeout: fire ``state``'s timeout for the conversation at ``due_at`` (epoch seconds).
+
+    ``run`` identifies the wait it belongs to, so a timer left from an earlier visit fires nothing.
+    """
+
+    tenant_id: str
+    conversation_id: str
+    due_at: float
+    state: str
+    run: str
+
+
+@dataclass
+class TurnWrite:
+    """Everything one turn writes, atomically: the context (CAS on ``expected_version``), new events,
+    the idempotency record, and the conversation's timer (set, cleared, or left as it is)."""
+
+    tenant_id: str
+    conversation_id: str
+    expected_version: int | None  # None: the conversation must not exist yet
+    context: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    message_id: str | None = None
+    reply: dict[str, Any] | None = None  # stored with message_id
+    timer: Timer | None | Literal["keep"] = "keep"  # a Timer sets, None clears, "keep" leaves it
+
+
+class Store(Protocol):
+    """What the engine keeps. ``open`` migrates the schema; every method is safe to call concurrently."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ready(self) -> bool:
+        """The store answers (readiness)."""
+        ...
+
+    # tenants
+    async def put_tenant(self, tenant: Tenant) -> None: ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    # flows
+    async def save_flow_version(self, tenant_id: str, document: dict[str, Any]) -> FlowVersion:
+        """Store a draft version (``document["flow_id"]``/``["version"]``); the same content again is a
+        no-op returning the stored one, other content for a stored version raises ``VersionExists``."""
+        ...
+
+    async def get_flow_version(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion | None: ...
+
+    async def publish(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion:
+        """Make ``version`` the one new runs use (also an older one: a rollback). Raises ``FlowNotFound``."""
+        ...
+
+    async def published(self, tenant_id: str, flow_id: str) -> FlowVersion | None: ...
+
+    async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
+        """The latest-created version of each flow of the tenant (published or not)."""
+        ...
+
+    async def list_versions(self, tenant_id: str, flow_id: str) -> list[FlowVersion]: ...
+
+    async def delete_flow(self, tenant_id: str, flow_id: str) -> bool: ...
+
+    # conversations
+    async def load(self, tenant_id: str, conversation_id: str) -> Conversation | None: ...
+
+    async def reply_for(self, tenant_id: str, conversation_id: str, message_id: str) -> dict[str, Any] | None:
+        """The stored reply of an already processed message, else None."""
+        ...
+
+    async def commit(self, write: TurnWrite) -> int:
+        """Apply a turn atomically and return the new context version; ``ConcurrentUpdate`` on CAS failure
+        (nothing written)."""
+        ...
+
+    async def reset(self, tenant_id: str, conversation_id: str) -> bool:
+        """Forget the conversation's context and timer (history is kept); False when there was none."""
+        ...
+
+    async def history(
+        self, tenant_id: str, conversation_id: str, limit: int = 50, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Events newest first, each with its ``seq``; ``before`` a seq for the next page."""
+        ...
+
+    # timers
+    async def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...
+
+    async def claim_timer(self, timer: Timer) -> bool:
+        """Take ``timer`` for firing: True for exactly one caller, and only while it is still set."""
+        ...
+
+    # per-conversation serialisation
+    def lock(self, tenant_id: str, conversation_id: str, timeout_s: float) -> AbstractAsyncContextManager[None]:
+        """Hold the conversation's lock; ``ConversationBusy`` when it cannot be had within ``timeout_s``."""
+        ...
+
+
