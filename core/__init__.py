@@ -4,7 +4,7 @@ The names below are the public API for plugin authors: a plugin imports only fro
 """
 
 from mcp_engine.errors import EngineError, FlowValidationError
-from mcp_engine.flow.models import ERROR_KINDS, FLOW_ID_PATTERN, RetryPolicy
+from mcp_engine.flow.models import ERROR_KINDS, FLOW_ID_PATTERN, Integration, RetryPolicy
 from mcp_engine.flow.problems import Problem, Severity
 from mcp_engine.hookspecs import hookimpl
 from mcp_engine.kinds import (
@@ -21,6 +21,7 @@ from mcp_engine.rulesets.context import RuleContext
 from mcp_engine.runtime.services import Services
 from mcp_engine.runtime.view import (
     ExtractContext,
+    FlowAssets,
     Found,
     IntegrationRequest,
     IntegrationResult,
@@ -40,8 +41,10 @@ __all__ = [
     "EngineError",
     "EventSink",
     "ExtractContext",
-    "Found",
+    "FlowAssets",
     "FlowValidationError",
+    "Found",
+    "Integration",
     "IntegrationClient",
     "IntegrationRequest",
     "IntegrationResult",
@@ -53,8 +56,8 @@ __all__ = [
     "RetryPolicy",
     "RuleContext",
     "RuleKind",
-    "Severity",
     "Services",
+    "Severity",
     "StateType",
     "Template",
     "TurnView",

@@ -76,3 +76,35 @@ def schema() -> None:
     from mcp_engine.flow.schema import flow_schema
 
     click.echo(json.dumps(flow_schema(default_registry()), indent=2))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List every plugin kind, name and providing distribution (honours MCP_ENGINE_LOAD_PLUGINS)."""
+    rows = default_registry().describe()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("KIND", "NAME", "PROVIDER")] + [
+        (row["kind"], row["name"], f"{row['provider']} {row['version']}") for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(2)]
+    for kind, name, provider in table:
+        click.echo(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {provider}")
+
+
+@main.command()
+@click.argument("flow", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--debug", is_flag=True, help="Show state, slots, intent and changes after each turn.")
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), help="Keep conversations in this file."
+)
+@click.option("--channel", default="default", show_default=True, help="The channel templates are chosen by.")
+def chat(flow: Path, debug: bool, db: Path | None, channel: str) -> None:
+    """Talk to a flow in the terminal; reads lines from stdin, so it can be scripted."""
+    import asyncio
+
+    from mcp_engine.chat import chat as run_chat
+
+    sys.exit(asyncio.run(run_chat(flow, db, debug, channel)))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mcp_engine.runtime.services import Services
     from mcp_engine.runtime.view import (
         ExtractContext,
+        FlowAssets,
         Found,
         IntegrationRequest,
         IntegrationResult,
@@ -78,6 +79,9 @@ class StateType(Plugin):
         self.name_in_flow = name
         self.config = config
 
+    def prepare(self, assets: FlowAssets) -> None:
+        """Compile what the state needs (templates, slot rules) once, when its flow is compiled."""
+
     async def enter(self, turn: TurnView) -> None:
         """Run the state's "on entry" behaviour (SPEC §3): emit, call, extract. Nothing by default."""
 
@@ -98,6 +102,9 @@ class Action(Plugin):
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    def prepare(self, assets: FlowAssets) -> None:
+        """Compile what the action needs (templates, expressions) once, when its flow is compiled."""
 
     async def run(self, turn: TurnView) -> None:
         """Do the action. An exception is logged and the action skipped (SPEC §5); the turn goes on."""
@@ -169,7 +176,7 @@ class IntegrationClient(Plugin):
 
 
 class IntentClassifier(Plugin):
-    """Classifies a message among candidate intents. One instance per compiled flow, built from its intents."""
+    """Classifies a message among candidate intents; one instance per compiled flow."""
 
     def __init__(self, intents: Mapping[str, Intent], config: Any, services: Services) -> None:
         self.intents = intents

@@ -94,6 +94,8 @@ class Settings(Strict):
     confidence_threshold: float = Field(0.7, ge=0.0, le=1.0)
     timezone: str = "UTC"
     max_message_chars: int = Field(4000, ge=1, le=1_000_000)
+    classifier: str = Field("builtin", description="The intent classifier plugin: builtin, http, ...")
+    classifier_config: dict[str, Any] = Field(default_factory=dict, description="The classifier's Config")
 
     @field_validator("timezone")
     @classmethod

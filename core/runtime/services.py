@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 
+if TYPE_CHECKING:
+    from mcp_engine.store.base import Store
+
 
 class Services:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, store: Store | None = None) -> None:
         self.env: Mapping[str, str] = os.environ if env is None else env
+        self.store: Store | None = (
+            store  # the engine's store, for plugins that keep what they receive (the store sink)
+        )
         self._http: aiohttp.ClientSession | None = None
 
     def http(self) -> aiohttp.ClientSession:

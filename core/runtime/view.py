@@ -8,14 +8,14 @@ engine's services. They cannot reach storage or other conversations.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from mcp_engine.flow.models import Flow, Integration
+    from mcp_engine.flow.models import Flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,8 @@ class IntegrationRequest:
 
 @dataclass(frozen=True, slots=True)
 class IntegrationResult:
-    """What a call gave: data on success, else an error kind (timeout, http_4xx, http_5xx, network, mapping)."""
+    """What a call gave: data on success, else an error kind (timeout, http_4xx, http_5xx, network,
+    mapping)."""
 
     ok: bool
     data: Any = None
@@ -90,6 +91,26 @@ class Template(Protocol):
     def render(self, namespace: Mapping[str, Any]) -> str: ...
 
 
+class FlowAssets(Protocol):
+    """What a state type or action may prepare from when its flow is compiled (``prepare``)."""
+
+    @property
+    def flow(self) -> Flow: ...
+
+    def template(self, text: str) -> Template:
+        """Compile ``text`` once for this flow version."""
+        ...
+
+    @property
+    def rule_kinds(self) -> Mapping[str, Any]:
+        """The registered slot rule kind classes by name (``int``, ``enum``, ...)."""
+        ...
+
+    def expression(self, text: str) -> Callable[[Mapping[str, Any]], Any]:
+        """Compile an expression of the safe language once; call it with ``turn.namespace()``."""
+        ...
+
+
 class TurnView(Protocol):
     """The turn as state types and actions see it."""
 
@@ -118,8 +139,8 @@ class TurnView(Protocol):
         """The expression/template namespace: slots, variables, user_profile, intent, event, ..."""
         ...
 
-    def template(self, text: str) -> Template:
-        """The compiled template of ``text`` (compiled when the flow was, looked up here)."""
+    def render(self, template: Template) -> str:
+        """Render a template prepared at compile time against this turn's namespace."""
         ...
 
     def emit(self, text: str, type: str = "text", **attributes: str) -> None:
@@ -132,10 +153,19 @@ class TurnView(Protocol):
 
     def extract_context(self) -> ExtractContext: ...
 
-    async def call_integration(
-        self, integration_id: str, call: Any
-    ) -> IntegrationResult:
-        """Call a declared integration with an ``IntegrationCall``-shaped config; stores the outcome."""
+    @property
+    def deadline(self) -> float:
+        """``time.monotonic()`` past which the turn is abandoned: no call may start after it."""
         ...
 
-    def integration(self, integration_id: str) -> Integration: ...
+    def integration(self, integration_id: str) -> Any:
+        """The ``IntegrationClient`` of a declared integration of this flow."""
+        ...
+
+    def record_integration(self, integration_id: str, result: IntegrationResult) -> None:
+        """Remember a call's outcome for ``integration_success``/``integration_error``, and record it."""
+        ...
+
+    def trigger_flow(self, flow_id: str, return_state: str) -> None:
+        """Run another flow of the tenant once the current action list has run (SPEC §2)."""
+        ...

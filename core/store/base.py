@@ -11,6 +11,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import orjson
+
 from mcp_engine.errors import EngineError
 
 FlowStatus = Literal["draft", "published"]
@@ -30,6 +32,46 @@ class VersionExists(EngineError):
     code = "version_exists"
     http_status = 409
     grpc_status = "ALREADY_EXISTS"
+
+
+class UnstorableData(EngineError):
+    """A value handed to the store is not JSON (a set, an object, a non-string key): nothing is written."""
+
+    code = "unstorable_data"
+
+
+def encode_json(value: Any, what: str, canonical: bool = False) -> bytes:
+    """Serialise ``value`` once with orjson, or raise ``UnstorableData`` naming where the bad value is.
+
+    Called before any write starts, so a context a plugin filled with a Python object fails loudly and
+    leaves the store untouched instead of half a turn being saved. ``canonical`` sorts keys, so equal
+    documents give equal bytes (how a re-saved flow version is told from a changed one).
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if canonical else None)
+    except orjson.JSONEncodeError as exc:
+        raise UnstorableData(
+            f"{_bad_path(value, what) or what} cannot be stored as JSON: {exc}", {"what": what}
+        ) from exc
+
+
+def _bad_path(value: Any, path: str) -> str | None:
+    """The dotted path of the first value orjson refuses (only walked when encoding failed)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} (key {key!r})"
+            found = _bad_path(item, f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        return next((p for i, v in enumerate(value) if (p := _bad_path(v, f"{path}[{i}]"))), None)
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return path
+    return None
 
 
 @dataclass(frozen=True)
@@ -86,8 +128,8 @@ class TurnWrite:
     context: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     message_id: str | None = None
-    reply: dict[str, Any] | None = None  # stored with message_id
-    timer: Timer | None | Literal["keep"] = "keep"  # a Timer sets, None clears, "keep" leaves it
+    reply: dict[str, Any] | None = None  # stored with message_id (a record needs both)
+    timer: Timer | Literal["keep"] | None = "keep"  # a Timer sets, None clears, "keep" leaves it
 
 
 class Store(Protocol):
@@ -139,7 +181,8 @@ class Store(Protocol):
 
     async def commit(self, write: TurnWrite) -> int:
         """Apply a turn atomically and return the new context version; ``ConcurrentUpdate`` on CAS failure
-        (nothing written)."""
+        (nothing written). Versions of a conversation never repeat, not even across ``reset``, so a writer
+        that loaded the context before a reset cannot overwrite the fresh run."""
         ...
 
     async def reset(self, tenant_id: str, conversation_id: str) -> bool:
@@ -159,9 +202,22 @@ class Store(Protocol):
         """Take ``timer`` for firing: True for exactly one caller, and only while it is still set."""
         ...
 
-    # per-conversation serialisation
-    def lock(self, tenant_id: str, conversation_id: str, timeout_s: float) -> AbstractAsyncContextManager[None]:
-        """Hold the conversation's lock; ``ConversationBusy`` when it cannot be had within ``timeout_s``."""
+    # analytics events (the ``store`` event sink)
+    async def record_events(self, events: list[dict[str, Any]]) -> None:
+        """Append analytics events; each carries ``tenant_id`` and ``type`` (else ``UnstorableData``),
+        usually ``conversation_id`` too. Nothing is written unless every event is stored."""
         ...
 
+    async def events(
+        self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The tenant's analytics events oldest first, each with its ``seq``; ``after``: a seq, for the next
+        page (experiment results read every event of a flow, so one capped page would not do)."""
+        ...
 
+    # per-conversation serialisation
+    def lock(
+        self, tenant_id: str, conversation_id: str, timeout_s: float
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold the conversation's lock; ``ConversationBusy`` when it cannot be had within ``timeout_s``."""
+        ...

@@ -2,7 +2,8 @@
 
 from collections.abc import Iterator
 
-from mcp_engine import Action, Reference, hookimpl
+from mcp_engine import Action, FlowAssets, Reference, TurnView, hookimpl
+from mcp_engine.plugins.integrations.calls import PreparedCall
 from mcp_engine.plugins.states.integration import IntegrationCall
 
 
@@ -13,6 +14,12 @@ class CallIntegration(Action):
     @classmethod
     def references(cls, config: IntegrationCall) -> Iterator[Reference]:
         yield from IntegrationCall.call_references(config)
+
+    def prepare(self, assets: FlowAssets) -> None:
+        self.call = PreparedCall(self.config, assets)
+
+    async def run(self, turn: TurnView) -> None:
+        await self.call.run(turn)
 
 
 @hookimpl

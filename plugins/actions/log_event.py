@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_engine import Action, hookimpl
+from mcp_engine import Action, TurnView, hookimpl
 
 
 class LogEventConfig(BaseModel):
@@ -16,6 +16,9 @@ class LogEventConfig(BaseModel):
 class LogEvent(Action):
     name = "log_event"
     Config = LogEventConfig
+
+    async def run(self, turn: TurnView) -> None:
+        turn.record("custom", {"event": self.config.event, "data": self.config.data})
 
 
 @hookimpl

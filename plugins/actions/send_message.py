@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict
 
-from mcp_engine import Action, Reference, hookimpl
+from mcp_engine import Action, FlowAssets, Reference, TurnView, hookimpl
 
 
 class SendMessageConfig(BaseModel):
@@ -19,6 +19,12 @@ class SendMessage(Action):
     @classmethod
     def references(cls, config: SendMessageConfig) -> Iterator[Reference]:
         yield Reference("template", config.text, ("text",))
+
+    def prepare(self, assets: FlowAssets) -> None:
+        self.template = assets.template(self.config.text)
+
+    async def run(self, turn: TurnView) -> None:
+        turn.emit(turn.render(self.template))
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_engine import FLOW_ID_PATTERN, Action, Reference, hookimpl
+from mcp_engine import FLOW_ID_PATTERN, Action, Reference, TurnView, hookimpl
 
 
 class TriggerFlowConfig(BaseModel):
@@ -20,6 +20,9 @@ class TriggerFlow(Action):
     @classmethod
     def references(cls, config: TriggerFlowConfig) -> Iterator[Reference]:
         yield Reference("state", config.return_state, ("return_state",))
+
+    async def run(self, turn: TurnView) -> None:
+        turn.trigger_flow(self.config.flow_id, self.config.return_state)
 
 
 @hookimpl

@@ -1,11 +1,12 @@
 """``set_variable`` and ``clear_variable``: change flow variables."""
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mcp_engine import Action, Reference, hookimpl
+from mcp_engine import Action, FlowAssets, Reference, TurnView, hookimpl
 
 VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -33,6 +34,15 @@ class SetVariable(Action):
         if config.expression is not None:
             yield Reference("expression", config.expression, ("expression",))
 
+    def prepare(self, assets: FlowAssets) -> None:
+        self.compute = (
+            assets.expression(self.config.expression) if self.config.expression is not None else None
+        )
+
+    async def run(self, turn: TurnView) -> None:
+        value = self.compute(turn.namespace()) if self.compute else copy.deepcopy(self.config.value)
+        turn.context.setdefault("variables", {})[self.config.name] = value
+
 
 class ClearVariableConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +52,9 @@ class ClearVariableConfig(BaseModel):
 class ClearVariable(Action):
     name = "clear_variable"
     Config = ClearVariableConfig
+
+    async def run(self, turn: TurnView) -> None:
+        turn.context.setdefault("variables", {}).pop(self.config.name, None)
 
 
 @hookimpl

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_engine import Reference, StateType, hookimpl
-from mcp_engine.plugins.states.response import template_references
+from mcp_engine import FlowAssets, Reference, StateType, TurnView, hookimpl
+from mcp_engine.plugins.states.response import ChannelTemplates, template_references
 
 
 class EndConfig(BaseModel):
@@ -23,6 +23,12 @@ class EndState(StateType):
     @classmethod
     def references(cls, config: EndConfig) -> Iterator[Reference]:
         return template_references(config.response_templates)
+
+    def prepare(self, assets: FlowAssets) -> None:
+        self.templates = ChannelTemplates(self.config.response_templates, assets)
+
+    async def enter(self, turn: TurnView) -> None:
+        self.templates.emit(turn, response_type=self.config.response_type)
 
 
 @hookimpl

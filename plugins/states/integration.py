@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mcp_engine import Reference, RetryPolicy, StateType, hookimpl
+from mcp_engine import FlowAssets, Reference, RetryPolicy, StateType, TurnView, hookimpl
 
 MAPPING_TARGETS = ("variables.", "slots.", "user_profile.")
 
@@ -56,6 +56,14 @@ class IntegrationState(StateType):
     @classmethod
     def references(cls, config: IntegrationStateConfig) -> Iterator[Reference]:
         yield from IntegrationCall.call_references(config)
+
+    def prepare(self, assets: FlowAssets) -> None:
+        from mcp_engine.plugins.integrations.calls import PreparedCall
+
+        self.call = PreparedCall(self.config, assets, self.config.timeout_ms, self.config.retry_config)
+
+    async def enter(self, turn: TurnView) -> None:
+        await self.call.run(turn)
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_engine import Reference, StateType, hookimpl
+from mcp_engine import FlowAssets, Reference, StateType, TurnView, hookimpl
 
 
 class ResponseConfig(BaseModel):
@@ -22,9 +22,33 @@ class ResponseState(StateType):
     Config = ResponseConfig
     description = "Sends a message, then follows its automatic transitions."
 
+    def prepare(self, assets: FlowAssets) -> None:
+        self.templates = ChannelTemplates(self.config.response_templates, assets)
+
+    async def enter(self, turn: TurnView) -> None:
+        attributes = {"response_type": self.config.response_type}
+        if self.config.typing_indicator:
+            attributes["typing_indicator"] = "true"
+        if self.config.delay_ms is not None:
+            attributes["delay_ms"] = str(self.config.delay_ms)
+        self.templates.emit(turn, **attributes)
+
     @classmethod
     def references(cls, config: ResponseConfig) -> Iterator[Reference]:
         return template_references(config.response_templates)
+
+
+class ChannelTemplates:
+    """Templates by channel: the conversation's channel, else ``default``, else the first (SPEC §3)."""
+
+    def __init__(self, templates: dict[str, str], assets: FlowAssets) -> None:
+        self.by_channel = {channel: assets.template(text) for channel, text in templates.items()}
+        self.fallback = self.by_channel.get("default") or next(iter(self.by_channel.values()), None)
+
+    def emit(self, turn: TurnView, **attributes: str) -> None:
+        template = self.by_channel.get(str(turn.context.get("channel") or ""), self.fallback)
+        if template is not None:
+            turn.emit(turn.render(template), **attributes)
 
 
 def template_references(templates: dict[str, str]) -> Iterator[Reference]:

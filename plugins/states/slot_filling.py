@@ -5,7 +5,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mcp_engine import Reference, StateType, hookimpl
+from mcp_engine import FlowAssets, Reference, StateType, TurnView, hookimpl
+from mcp_engine.plugins.extractors.slots import build_slot_specs, extract_slots
 
 
 class SlotFillingConfig(BaseModel):
@@ -50,6 +51,70 @@ class SlotFillingState(StateType):
         for field in ("prompts", "retry_prompts"):
             for slot, template in getattr(config, field).items():
                 yield Reference("template", template, (field, slot))
+
+    def prepare(self, assets: FlowAssets) -> None:
+        config = self.config
+        self.slots = [
+            *config.required_slots,
+            *(s for s in config.optional_slots if s not in config.required_slots),
+        ]
+        self.specs = {
+            spec.name: spec
+            for spec in build_slot_specs(config.validation_rules, self.slots, assets.rule_kinds)
+        }
+        self.prompts = {slot: assets.template(text) for slot, text in config.prompts.items()}
+        self.retry_prompts = {slot: assets.template(text) for slot, text in config.retry_prompts.items()}
+
+    def _missing(self, turn: TurnView) -> list[str]:
+        slots = turn.context.setdefault("slots", {})
+        return [name for name in self.slots if slots.get(name) is None]
+
+    def _next_required(self, turn: TurnView) -> str | None:
+        slots = turn.context["slots"]
+        return next((s for s in self.config.required_slots if slots.get(s) is None), None)
+
+    def _extract(self, turn: TurnView, text: str, prompted: str | None) -> tuple[list[str], dict[str, str]]:
+        missing = self._missing(turn)
+        if not missing or not text.strip():
+            return [], {}
+        found = extract_slots(text, [self.specs[s] for s in missing], prompted, turn.extract_context())
+        for slot, value in found.filled.items():
+            turn.context["slots"][slot] = value
+            turn.record("slot_filled", {"slot": slot, "value": value})
+        return list(found.filled), found.invalid
+
+    async def enter(self, turn: TurnView) -> None:
+        """Extract from the turn's message (if it has one), then ask for the first missing required slot."""
+        event = turn.event
+        if event is not None and event.get("type") == "message":
+            self._extract(turn, str(event.get("text", "")), None)
+        self._prompt(turn)
+
+    def _prompt(self, turn: TurnView, retry: bool = False) -> bool:
+        slot = self._next_required(turn)
+        if slot is None:
+            return False
+        template = (self.retry_prompts.get(slot) if retry else None) or self.prompts[slot]
+        turn.emit(turn.render(template))
+        return True
+
+    async def receive(self, turn: TurnView) -> bool:
+        event = turn.event or {}
+        if event.get("type") != "message":
+            return False
+        prompted = self._next_required(turn)
+        filled, invalid = self._extract(turn, str(event.get("text", "")), prompted)
+        if filled or prompted is None:
+            return self._prompt(turn)
+        reason = invalid.get(prompted, "not understood")
+        state = turn.context["slot_filling"]
+        retries = state.setdefault("retries", {})
+        retries[prompted] = retries.get(prompted, 0) + 1
+        turn.record("slot_invalid", {"slot": prompted, "reason": reason, "attempt": retries[prompted]})
+        if retries[prompted] >= self.config.max_retries:
+            state["exhausted"] = True
+            return False
+        return self._prompt(turn, retry=True)
 
 
 @hookimpl

@@ -1,0 +1,26 @@
+"""Engine settings from environment variables (the seed's names, SPEC §7) or a .env file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    grpc_port: int = Field(50051, alias="GRPC_PORT")
+    http_port: int = Field(8002, alias="HTTP_PORT")
+    postgres_uri: str | None = Field(None, alias="POSTGRES_URI")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    sqlite_path: str = Field("./mcp_engine.db", alias="MCP_SQLITE_PATH")
+    max_parallel_executions: int = Field(100, ge=1, alias="MAX_PARALLEL_EXECUTIONS")
+    state_execution_timeout_ms: int = Field(10_000, ge=1, alias="STATE_EXECUTION_TIMEOUT_MS")
+    context_lock_timeout_ms: int = Field(5_000, ge=1, alias="CONTEXT_LOCK_TIMEOUT_MS")
+    rules_backend: Literal["python", "durable"] = Field("python", alias="MCP_RULES_BACKEND")
+    max_message_bytes: int = Field(64 * 1024, ge=1, alias="MCP_MAX_MESSAGE_BYTES")
+    event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
+    timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")
+    compiled_flow_cache: int = Field(2_000, ge=1, alias="MCP_COMPILED_FLOW_CACHE")

@@ -1,0 +1,173 @@
+"""A flow compiled once per (tenant, flow, version): plugin instances, rulesets, templates, clients.
+
+The turn only looks things up here; it never parses, validates or compiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_engine.errors import InvalidInput
+from mcp_engine.expressions.evaluate import compile_expression
+from mcp_engine.expressions.parser import parse
+from mcp_engine.flow.models import Action as ActionModel
+from mcp_engine.flow.models import Flow, State
+from mcp_engine.kinds import Action, IntegrationClient, IntentClassifier, RuleKind, StateType
+from mcp_engine.plugin_manager import Registry
+from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
+from mcp_engine.rulesets.ruleset import Backend
+from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.templates import TemplateEngine
+from mcp_engine.runtime.view import Template
+
+DEFAULT_CLASSIFIER = "builtin"
+
+
+@dataclass
+class CompiledTransition:
+    target: str
+    actions: list[Action]
+    intent: str | None  # the intent an intent_match transition names
+
+
+@dataclass
+class CompiledState:
+    name: str
+    model: State
+    plugin: StateType
+    ruleset: StateRuleset
+    evaluator: Evaluator
+    transitions: list[CompiledTransition]
+    entry_actions: list[Action]
+    exit_actions: list[Action]
+    waits: bool  # consumes input, or has input transitions (SPEC §4)
+    candidates: tuple[str, ...]  # intents classified when a message arrives here
+    own_intents: frozenset[str]  # intents this state's transitions name: global handlers yield to them
+    threshold: float
+    timeout_ms: int | None = None  # a wait state's server-side timeout
+
+
+@dataclass
+class CompiledFlow:
+    flow: Flow
+    states: dict[str, CompiledState]
+    classifier: IntentClassifier
+    integrations: dict[str, IntegrationClient]
+    templates: TemplateEngine
+    evaluators: list[Evaluator] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.flow.tenant_id, self.flow.flow_id, self.flow.version)
+
+    def close(self) -> None:
+        for evaluator in self.evaluators:
+            evaluator.close()
+
+
+class _Assets:
+    """``FlowAssets`` for plugins' ``prepare``: templates, rule kinds and expressions of this flow."""
+
+    def __init__(self, flow: Flow, registry: Registry, templates: TemplateEngine) -> None:
+        self._flow, self._registry, self._templates = flow, registry, templates
+
+    @property
+    def flow(self) -> Flow:
+        return self._flow
+
+    def template(self, text: str) -> Template:
+        return self._templates.compile(text)
+
+    @property
+    def rule_kinds(self) -> Mapping[str, type[RuleKind]]:
+        return self._registry.rule_kinds.classes
+
+    def expression(self, text: str) -> Callable[[Mapping[str, Any]], Any]:
+        return compile_expression(parse(text))
+
+
+def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Services) -> CompiledFlow:
+    """Instantiate every plugin of ``flow`` and compile its rulesets; ``flow`` is already validated."""
+    templates = TemplateEngine()
+    assets = _Assets(flow, registry, templates)
+    classifier_cls = registry.classifiers.get(flow.settings.classifier or DEFAULT_CLASSIFIER)
+    if classifier_cls is None:
+        raise InvalidInput(f"intent classifier '{flow.settings.classifier}' is not installed")
+    classifier = classifier_cls(
+        flow.intents, classifier_cls.Config.model_validate(flow.settings.classifier_config), services
+    )
+    integrations: dict[str, IntegrationClient] = {}
+    for integration_id, integration in flow.integrations.items():
+        client_cls = registry.integration_clients.get(integration.type)
+        if client_cls is None:
+            raise InvalidInput(f"integration client '{integration.type}' is not installed")
+        integrations[integration_id] = client_cls(integration, services)
+    compiled = CompiledFlow(flow, {}, classifier, integrations, templates)
+    handler_intents = tuple(flow.global_handlers.intents)
+    for name, state in flow.states.items():
+        compiled.states[name] = _compile_state(flow, name, state, registry, backend, assets, handler_intents)
+        compiled.evaluators.append(compiled.states[name].evaluator)
+    return compiled
+
+
+def _actions(models: list[ActionModel], registry: Registry, assets: _Assets) -> list[Action]:
+    actions: list[Action] = []
+    for model in models:
+        cls = registry.actions.get(model.type)
+        if cls is None:
+            raise InvalidInput(f"action '{model.type}' is not installed")
+        action = cls(cls.Config.model_validate(model.params()))
+        action.prepare(assets)
+        actions.append(action)
+    return actions
+
+
+def _compile_state(
+    flow: Flow,
+    name: str,
+    state: State,
+    registry: Registry,
+    backend: Backend,
+    assets: _Assets,
+    handler_intents: tuple[str, ...],
+) -> CompiledState:
+    cls = registry.state_types.get(state.type)
+    if cls is None:
+        raise InvalidInput(f"state type '{state.type}' is not installed")
+    plugin = cls(name, cls.Config.model_validate(state.config))
+    plugin.prepare(assets)
+    ruleset = compile_state(flow, name, registry)
+    transitions = [
+        CompiledTransition(
+            t.target_state,
+            _actions(t.actions, registry, assets),
+            t.condition_value if t.condition == "intent_match" else None,
+        )
+        for t in state.transitions
+    ]
+    own = frozenset(t.intent for t in transitions if t.intent)
+    kinds = [registry.conditions.get(t.condition) for t in state.transitions]
+    has_input = any(k is not None and k.kind == "input" for k in kinds)
+    patterns = list(getattr(plugin.config, "intent_patterns", None) or ())
+    if state.type == "intent":
+        candidates = tuple(dict.fromkeys([*(patterns or flow.intents), *handler_intents]))
+    else:
+        candidates = tuple(dict.fromkeys([*own, *handler_intents]))
+    own_threshold = getattr(plugin.config, "confidence_threshold", None)
+    return CompiledState(
+        name=name,
+        model=state,
+        plugin=plugin,
+        ruleset=ruleset,
+        evaluator=backend.load(ruleset),
+        transitions=transitions,
+        entry_actions=_actions(state.entry_actions, registry, assets),
+        exit_actions=_actions(state.exit_actions, registry, assets),
+        waits=cls.consumes_input or cls.ends_run or has_input,
+        candidates=candidates,
+        own_intents=own,
+        threshold=own_threshold if own_threshold is not None else flow.settings.confidence_threshold,
+        timeout_ms=getattr(plugin.config, "timeout_ms", None) if state.type == "wait" else None,
+    )

@@ -1,0 +1,87 @@
+"""The conversation context: a plain dict, created here, read through the expression namespace.
+
+It is never a pydantic model on the hot path: validated at the edges, serialised once per turn.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from mcp_engine.flow.models import Flow
+
+HISTORY_KEEP = 20  # previous_states and intent_history keep the last N entries
+
+
+def new_context(
+    tenant_id: str, conversation_id: str, user_id: str, channel: str, flow: Flow, now: float | None = None
+) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    context: dict[str, Any] = {
+        "conversation_id": conversation_id,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "channel": channel,
+        "user_profile": {},
+        "intent_history": [],
+        "error_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    start_run(context, flow)
+    return context
+
+
+def start_run(context: dict[str, Any], flow: Flow) -> None:
+    """A new run (a new conversation, or the message after an ``end``): slots cleared, variables reset."""
+    context.update(
+        flow_id=flow.flow_id,
+        flow_version=flow.version,
+        current_state=None,
+        previous_states=[],
+        slots={},
+        variables=dict(flow.variables),
+        integration_results={},
+        intent=None,
+        return_stack=[],
+        no_match_count=0,
+        slot_filling={"exhausted": False, "retries": {}},
+        last_integration=None,
+        timer=None,
+        run={"id": uuid.uuid4().hex, "completed": False},
+    )
+
+
+def remember(items: list[Any], item: Any) -> None:
+    items.append(item)
+    if len(items) > HISTORY_KEEP:
+        del items[: len(items) - HISTORY_KEEP]
+
+
+def namespace(context: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
+    """The names of SPEC §4's expression language (and of templates) over the context."""
+    intent = context.get("intent") or {}
+    return {
+        "slots": context.get("slots", {}),
+        "variables": context.get("variables", {}),
+        "user_profile": context.get("user_profile", {}),
+        "intent": intent,
+        "event": event or {},
+        "integration_results": context.get("integration_results", {}),
+        "context": context,
+        "slot_filling": context.get("slot_filling", {}),
+    }
+
+
+def flat_updates(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed in slots and variables, as ``{"slots.size": "large"}`` (None for a removed key)."""
+    updates: dict[str, Any] = {}
+    for part in ("slots", "variables"):
+        old, new = before.get(part) or {}, after.get(part) or {}
+        for key in new.keys() | old.keys():
+            if old.get(key, ...) != new.get(key, ...):
+                updates[f"{part}.{key}"] = new.get(key)
+    if before.get("current_state") != after.get("current_state"):
+        updates["current_state"] = after.get("current_state")
+    return updates

@@ -1,0 +1,329 @@
+"""``ExecutionService``: one conversation turn end to end (ARCHITECTURE.md, "The turn").
+
+idempotency check -> conversation lock -> load context (one read) -> resolve the compiled flow ->
+``Turn`` -> save context + events + idempotency record + timer atomically (compare-and-set) ->
+release the lock -> hand events to the sinks without waiting -> reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_engine.config import EngineSettings
+from mcp_engine.errors import EngineError, FlowNotFound, InvalidInput
+from mcp_engine.plugin_manager import Registry, default_registry
+from mcp_engine.rulesets import get_backend
+from mcp_engine.runtime.compiled import CompiledFlow
+from mcp_engine.runtime.context import flat_updates, new_context, start_run
+from mcp_engine.runtime.flows import FlowCache
+from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.sinks import SinkFanout
+from mcp_engine.runtime.turn import Turn
+from mcp_engine.store.base import Conversation, FlowVersion, Store, Tenant, Timer, TurnWrite
+
+log = logging.getLogger(__name__)
+
+
+class DeadlineExceeded(EngineError):
+    code = "deadline_exceeded"
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class ConversationNotFound(EngineError):
+    code = "conversation_not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+@dataclass
+class InboundMessage:
+    """A message as the adapters hand it over; ``type`` "event" with text "timeout" is a timeout event."""
+
+    text: str = ""
+    type: str = "text"
+    attributes: dict[str, str] = field(default_factory=dict)
+    user_id: str = ""
+    channel: str = "default"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Hints:
+    force_flow: str | None = None
+    priority: str = ""
+    bypass_cache: bool = False
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry | None = None,
+        settings: EngineSettings | None = None,
+        services: Services | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry or default_registry()
+        self.settings = settings or EngineSettings()
+        self.services = services or Services()
+        self.services.store = store
+        self.flows = FlowCache(
+            store,
+            self.registry,
+            get_backend(self.settings.rules_backend),
+            self.services,
+            self.settings.compiled_flow_cache,
+        )
+        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks)
+
+    async def start(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.sinks.close()
+        self.flows.close()
+        await self.services.close()
+        await self.store.close()
+
+    # --- flows ----------------------------------------------------------------------------------
+
+    async def publish_flow(self, document: dict[str, Any], make_default: bool = False) -> FlowVersion:
+        """Validate, store and publish a flow document (``serve --flows``, ``chat``)."""
+        from mcp_engine.flow.validate import validate_data
+
+        flow = validate_data(document, self.registry).raise_for_errors()
+        await self.store.save_flow_version(flow.tenant_id, document)
+        published = await self.store.publish(flow.tenant_id, flow.flow_id, flow.version)
+        await self.flows.version(flow.tenant_id, flow.flow_id, flow.version)
+        if make_default:
+            tenant = await self.store.get_tenant(flow.tenant_id) or Tenant(flow.tenant_id)
+            await self.store.put_tenant(
+                Tenant(flow.tenant_id, flow.flow_id, tenant.enabled_plugins, tenant.outbound_webhook)
+            )
+        return published
+
+    # --- the turn -------------------------------------------------------------------------------
+
+    async def process_message(
+        self, tenant_id: str, conversation_id: str, message: InboundMessage, hints: Hints | None = None
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._check_input(tenant_id, conversation_id, message)
+        message_id = message.metadata.get("message_id") or None
+        if message_id is not None:
+            stored = await self.store.reply_for(tenant_id, conversation_id, message_id)
+            if stored is not None:
+                return stored
+        timeout = self.settings.context_lock_timeout_ms / 1000
+        async with self.store.lock(tenant_id, conversation_id, timeout):
+            if message_id is not None:
+                stored = await self.store.reply_for(tenant_id, conversation_id, message_id)
+                if stored is not None:
+                    return stored
+            conversation = await self.store.load(tenant_id, conversation_id)
+            event = _event_of(message)
+            turn, before = await self._run(tenant_id, conversation_id, conversation, message, event, hints)
+            reply = self._reply(turn, before, started)
+            await self.store.commit(
+                TurnWrite(
+                    tenant_id,
+                    conversation_id,
+                    conversation.version if conversation else None,
+                    turn.context,
+                    turn.events,
+                    message_id,
+                    reply if message_id is not None else None,
+                    turn.timer if isinstance(turn.timer, Timer) or turn.timer is None else "keep",
+                )
+            )
+        self.sinks.publish(turn.events)
+        return reply
+
+    def _check_input(self, tenant_id: str, conversation_id: str, message: InboundMessage) -> None:
+        if not tenant_id or not conversation_id:
+            raise InvalidInput(
+                "tenant_id and conversation_id are required", {"field": "tenant_id/conversation_id"}
+            )
+        if len(message.text.encode()) > self.settings.max_message_bytes:
+            raise InvalidInput(
+                f"the message is longer than {self.settings.max_message_bytes} bytes",
+                {"field": "content.text", "limit": self.settings.max_message_bytes},
+            )
+        if message.type not in ("text", "message", "event"):
+            raise InvalidInput(
+                f"content.type must be text or event, not '{message.type}'", {"field": "content.type"}
+            )
+
+    async def _run(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        conversation: Conversation | None,
+        message: InboundMessage,
+        event: dict[str, Any],
+        hints: Hints | None,
+    ) -> tuple[Turn, dict[str, Any]]:
+        force = hints.force_flow if hints else None
+        context = conversation.context if conversation else None
+        before = copy.deepcopy(context) if context else {}
+        new_run = context is None or context["run"]["completed"] or (force and force != context["flow_id"])
+        if new_run:
+            flow_id = force or (context["flow_id"] if context else await self._default_flow(tenant_id))
+            compiled = await self.flows.published(tenant_id, flow_id)
+        else:
+            assert context is not None
+            compiled = await self.flows.version(tenant_id, context["flow_id"], context["flow_version"])
+        if context is None:
+            context = new_context(tenant_id, conversation_id, message.user_id, message.channel, compiled.flow)
+        elif new_run:
+            start_run(context, compiled.flow)
+        if message.user_id:
+            context["user_id"] = message.user_id
+        limit = compiled.flow.settings.max_message_chars
+        if len(message.text) > limit:
+            raise InvalidInput(
+                f"the message is longer than the flow's {limit} characters", {"field": "content.text"}
+            )
+        deadline_s = self.settings.state_execution_timeout_ms / 1000
+        turn = Turn(
+            compiled, context, event, lambda ref: self._resolve(tenant_id, ref), time.monotonic() + deadline_s
+        )
+        try:
+            async with asyncio.timeout(deadline_s):
+                if new_run:
+                    await turn.start_run()
+                await turn.deliver()
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"the turn took longer than {self.settings.state_execution_timeout_ms} ms and was abandoned"
+            ) from exc
+        context["updated_at"] = time.time()
+        return turn, before
+
+    async def _default_flow(self, tenant_id: str) -> str:
+        tenant = await self.store.get_tenant(tenant_id)
+        if tenant is None or not tenant.default_flow:
+            raise FlowNotFound(
+                "no flow for this conversation: give hints.force_flow or set the tenant's default flow",
+                {"tenant_id": tenant_id},
+            )
+        return tenant.default_flow
+
+    async def _resolve(self, tenant_id: str, reference: str) -> CompiledFlow:
+        flow_id, _, version = reference.partition("@")
+        if version:
+            return await self.flows.version(tenant_id, flow_id, version)
+        return await self.flows.published(tenant_id, flow_id)
+
+    def _reply(self, turn: Turn, before: dict[str, Any], started: float) -> dict[str, Any]:
+        messages = [m.to_dict() for m in turn.messages]
+        return {
+            "conversation_id": turn.context["conversation_id"],
+            "current_state": turn.context["current_state"],
+            "response": messages[-1] if messages else {"type": "text", "text": "", "attributes": {}},
+            "messages": messages,
+            "context_updates": flat_updates(before, turn.context),
+            "actions_performed": turn.actions_performed,
+            "confidence_scores": turn.scores,
+            "processing_time_ms": int((time.perf_counter() - started) * 1000),
+            "ab_variant": turn.context.get("ab_variant") or "",
+            "flow_id": turn.context["flow_id"],
+            "flow_version": turn.context["flow_version"],
+        }
+
+    # --- state, reset, history ------------------------------------------------------------------
+
+    async def get_state(self, tenant_id: str, conversation_id: str) -> dict[str, Any]:
+        conversation = await self.store.load(tenant_id, conversation_id)
+        if conversation is None:
+            raise ConversationNotFound(f"conversation '{conversation_id}' not found")
+        return conversation.context
+
+    async def reset(self, tenant_id: str, conversation_id: str) -> bool:
+        timeout = self.settings.context_lock_timeout_ms / 1000
+        async with self.store.lock(tenant_id, conversation_id, timeout):
+            return await self.store.reset(tenant_id, conversation_id)
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    async def fire_due_timers(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Fire every due timer this engine can claim (each fires once across engines on one store);
+        returns what each fired timer sent: ``{"tenant_id", "conversation_id", "messages"}``."""
+        fired: list[dict[str, Any]] = []
+        for timer in await self.store.due_timers(time.time() if now is None else now):
+            if not await self.store.claim_timer(timer):
+                continue
+            try:
+                messages = await self._fire(timer)
+            except EngineError as exc:
+                log.warning("timer of %s not fired: %s", timer.conversation_id, exc.message)
+                continue
+            if messages is not None:
+                fired.append(
+                    {
+                        "tenant_id": timer.tenant_id,
+                        "conversation_id": timer.conversation_id,
+                        "messages": messages,
+                    }
+                )
+        return fired
+
+    async def _fire(self, timer: Timer) -> list[dict[str, Any]] | None:
+        timeout = self.settings.context_lock_timeout_ms / 1000
+        async with self.store.lock(timer.tenant_id, timer.conversation_id, timeout):
+            conversation = await self.store.load(timer.tenant_id, timer.conversation_id)
+            if conversation is None:
+                return None
+            current = conversation.context.get("timer") or {}
+            if current.get("run") != timer.run or conversation.context.get("current_state") != timer.state:
+                return None
+            conversation.context["timer"] = None
+            message = InboundMessage(
+                text="timeout", type="event", channel=conversation.context.get("channel", "")
+            )
+            turn, _ = await self._run(
+                timer.tenant_id, timer.conversation_id, conversation, message, {"type": "timeout"}, None
+            )
+            turn.record("timer_fired", {"state": timer.state})
+            await self.store.commit(
+                TurnWrite(
+                    timer.tenant_id,
+                    timer.conversation_id,
+                    conversation.version,
+                    turn.context,
+                    turn.events,
+                    timer=turn.timer if isinstance(turn.timer, Timer) or turn.timer is None else "keep",
+                )
+            )
+        messages = [m.to_dict() for m in turn.messages]
+        self.sinks.publish(turn.events)
+        await self.sinks.deliver_outbound(timer.tenant_id, timer.conversation_id, messages)
+        return messages
+
+    async def run_timers(self, stop: asyncio.Event) -> None:
+        """Poll for due timers until ``stop`` is set (one loop per engine process)."""
+        interval = self.settings.timer_poll_ms / 1000
+        while not stop.is_set():
+            try:
+                await self.fire_due_timers()
+            except Exception:  # the loop must outlive a store hiccup
+                log.exception("timer loop")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+
+def _event_of(message: InboundMessage) -> dict[str, Any]:
+    if message.type == "event":
+        return {
+            "type": message.text.strip() or "event",
+            "text": message.text,
+            "attributes": message.attributes,
+        }
+    return {"type": "message", "text": message.text, "attributes": message.attributes}

@@ -1,0 +1,90 @@
+"""Handing a turn's events to the event sinks, and timer messages to the tenant's outbound webhook.
+
+Neither ever blocks or fails a turn: deliveries run as background tasks, failures are logged and
+counted, and ``close`` waits for what is still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from mcp_engine.kinds import EventSink
+from mcp_engine.plugin_manager import Registry
+from mcp_engine.runtime.services import Services
+
+log = logging.getLogger(__name__)
+WEBHOOK_ATTEMPTS = 4
+
+
+class SinkFanout:
+    def __init__(self, registry: Registry, services: Services, names: str) -> None:
+        self.services = services
+        self.sinks: list[EventSink] = []
+        for name in (n.strip() for n in names.split(",") if n.strip()):
+            cls = registry.event_sinks.get(name)
+            if cls is None:
+                raise ValueError(
+                    f"event sink '{name}' is not installed (known: {', '.join(registry.event_sinks.names())})"
+                )
+            self.sinks.append(cls(cls.Config.model_validate({}), services))
+        self.failures = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        if events and self.sinks:
+            self._spawn(self._publish(list(events)))
+
+    async def _publish(self, events: list[dict[str, Any]]) -> None:
+        for sink in self.sinks:
+            try:
+                await sink.publish(events)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("event sink %s failed: %s", sink.name, exc)
+
+    async def deliver_outbound(
+        self, tenant_id: str, conversation_id: str, messages: list[dict[str, Any]]
+    ) -> None:
+        store = self.services.store
+        if not messages or store is None:
+            return
+        tenant = await store.get_tenant(tenant_id)
+        if tenant is None or not tenant.outbound_webhook:
+            return
+        payload = {"tenant_id": tenant_id, "conversation_id": conversation_id, "messages": messages}
+        self._spawn(self._post(tenant.outbound_webhook, payload))
+
+    async def _post(self, url: str, payload: dict[str, Any]) -> None:
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(WEBHOOK_ATTEMPTS),
+                wait=wait_exponential_jitter(initial=0.2, max=5),
+                retry=retry_if_exception_type(Exception),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self.services.http().post(url, json=payload) as response:
+                        response.raise_for_status()
+        except Exception as exc:
+            self.failures += 1
+            log.warning("outbound webhook failed after %d attempts: %s", WEBHOOK_ATTEMPTS, exc)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for every delivery in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        for sink in self.sinks:
+            await sink.close()

@@ -1,0 +1,410 @@
+"""One turn of one conversation (SPEC §4): deliver the event, take transitions, run states.
+
+A ``Turn`` is the ``TurnView`` that plugins see. It changes the context in place and collects the
+turn's messages, events and timer; ``ExecutionService`` loads, locks and saves around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp_engine.flow.models import Flow
+from mcp_engine.kinds import Action, IntegrationClient
+from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
+from mcp_engine.runtime.context import namespace, remember, start_run
+from mcp_engine.runtime.view import (
+    ExtractContext,
+    IntegrationResult,
+    OutboundMessage,
+    Template,
+)
+from mcp_engine.store.base import Timer
+
+log = logging.getLogger(__name__)
+APOLOGY = "Sorry, something went wrong on our side. Let's start again."
+FlowResolver = Callable[[str], Awaitable[CompiledFlow]]
+
+
+class TurnError(Exception):
+    """A runtime error inside a turn (SPEC §5): a dead end, a loop, a missing state, exhausted retries."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Turn:
+    def __init__(
+        self,
+        compiled: CompiledFlow,
+        context: dict[str, Any],
+        event: dict[str, Any] | None,
+        resolve_flow: FlowResolver,
+        deadline: float,
+        now: float | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self._context = context
+        self._message = event  # the turn's event; hidden from states entered before it is delivered
+        self._event: dict[str, Any] | None = None
+        self._resolve_flow = resolve_flow
+        self._deadline = deadline
+        self.now = time.time() if now is None else now
+        self.messages: list[OutboundMessage] = []
+        self.events: list[dict[str, Any]] = []
+        self.actions_performed: list[str] = []
+        self.scores: dict[str, float] = {}
+        self.timer: Timer | str | None = "keep"
+        self._steps = 0
+        self._pending_flow: tuple[str, str] | None = None
+        self._recovering = False
+
+    # --- TurnView -------------------------------------------------------------------------------
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self._context
+
+    @property
+    def event(self) -> dict[str, Any] | None:
+        return self._event
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
+    @property
+    def flow(self) -> Flow:
+        return self.compiled.flow
+
+    @property
+    def state_name(self) -> str:
+        return str(self._context["current_state"])
+
+    @property
+    def config(self) -> Any:
+        return self.state.plugin.config
+
+    @property
+    def state(self) -> CompiledState:
+        return self.compiled.states[self.state_name]
+
+    def namespace(self) -> dict[str, Any]:
+        return namespace(self._context, self._event)
+
+    def render(self, template: Template) -> str:
+        return template.render(self.namespace())
+
+    def emit(self, text: str, type: str = "text", **attributes: str) -> None:
+        message = OutboundMessage(text, type, {k: str(v) for k, v in attributes.items()})
+        self.messages.append(message)
+        self.record("message_out", {"text": text, "type": type, "attributes": message.attributes})
+
+    def record(self, event_type: str, data: dict[str, Any]) -> None:
+        self.events.append(
+            {
+                "type": event_type,
+                "ts": time.time(),
+                "tenant_id": self._context["tenant_id"],
+                "conversation_id": self._context["conversation_id"],
+                "flow_id": self._context.get("flow_id"),
+                "flow_version": self._context.get("flow_version"),
+                "state": self._context.get("current_state"),
+                "run": self._context["run"]["id"],
+                "data": data,
+            }
+        )
+
+    def extract_context(self) -> ExtractContext:
+        import datetime as dt
+
+        return ExtractContext(self.flow.settings.timezone, dt.datetime.fromtimestamp(self.now, dt.UTC))
+
+    def integration(self, integration_id: str) -> IntegrationClient:
+        return self.compiled.integrations[integration_id]
+
+    def record_integration(self, integration_id: str, result: IntegrationResult) -> None:
+        outcome = "success" if result.ok else "error"
+        self._context["last_integration"] = {
+            "state": self.state_name,
+            "id": integration_id,
+            "outcome": outcome,
+            "error": result.error,
+        }
+        self.record(
+            "integration_call",
+            {
+                "integration_id": integration_id,
+                "outcome": outcome,
+                "error": result.error,
+                "status": result.status,
+                "attempts": result.attempts,
+                "latency_ms": round(result.latency_ms, 2),
+            },
+        )
+
+    def trigger_flow(self, flow_id: str, return_state: str) -> None:
+        self._pending_flow = (flow_id, return_state)
+
+    # --- the turn -------------------------------------------------------------------------------
+
+    async def start_run(self) -> None:
+        """Enter the initial state of a new run, before the message is delivered."""
+        await self._guarded(self._enter_and_follow(self.flow.initial_state))
+
+    async def deliver(self) -> None:
+        """Deliver the turn's event to the current state (SPEC §4 step 2)."""
+        self._event = self._message
+        await self._guarded(self._deliver())
+
+    async def _deliver(self) -> None:
+        event = self._event or {}
+        if event.get("type") == "message":
+            self.record(
+                "message_in", {"text": event.get("text", ""), "attributes": event.get("attributes", {})}
+            )
+            if await self._classify_and_digress(str(event.get("text", ""))):
+                return
+        state = self.state
+        answered = await state.plugin.receive(self)
+        index = state.evaluator.select(self._facts(state, "input"))
+        if index is not None:
+            self._context["no_match_count"] = 0
+            await self._take(state, index)
+            return
+        if self._context["slot_filling"].get("exhausted"):
+            raise TurnError("retries_exhausted", f"state '{state.name}': slot retries exhausted")
+        if answered:
+            self._context["no_match_count"] = 0
+        else:
+            await self._no_match()
+
+    async def _classify_and_digress(self, text: str) -> bool:
+        state = self.state
+        if not state.candidates or not text.strip():
+            return False
+        ranked = await self.compiled.classifier.classify(text, state.candidates)
+        self.scores = {score.name: round(score.confidence, 4) for score in ranked}
+        if not ranked:
+            self._context["intent"] = {"name": None, "confidence": 0.0}
+            return False
+        best = ranked[0]
+        name, confidence = best.name, best.confidence
+        fallback = getattr(state.plugin.config, "fallback_intent", None)
+        if confidence < state.threshold and fallback:
+            name = fallback
+        self._context["intent"] = {"name": name, "confidence": confidence}
+        remember(self._context["intent_history"], name)
+        handler = self.flow.global_handlers.intents.get(best.name)
+        if (
+            handler is None
+            or confidence < self.flow.settings.confidence_threshold
+            or best.name in state.own_intents
+        ):
+            return False
+        if handler.resume:
+            self._context["return_stack"].append(
+                {
+                    "kind": "resume",
+                    "flow_id": self.flow.flow_id,
+                    "flow_version": self.flow.version,
+                    "state": state.name,
+                }
+            )
+        self.record(
+            "digression", {"intent": best.name, "target": handler.target_state, "resume": handler.resume}
+        )
+        await self._leave(state)
+        await self._enter_and_follow(handler.target_state)
+        return True
+
+    def _facts(self, state: CompiledState, phase: str) -> dict[str, Any]:
+        intent = self._context.get("intent") if phase == "input" else None
+        integration = self._context.get("last_integration")
+        if integration is not None and integration.get("state") != state.name:
+            integration = None
+        return state.ruleset.facts(
+            "input" if phase == "input" else "entry", self._event, intent, integration, self.namespace()
+        )
+
+    async def _take(self, state: CompiledState, index: int) -> None:
+        transition = state.transitions[index]
+        self.record("transition", {"from": state.name, "to": transition.target, "index": index})
+        await self._leave(state)
+        if await self._run_actions(transition.actions):
+            return
+        await self._enter_and_follow(transition.target)
+
+    async def _leave(self, state: CompiledState) -> None:
+        await self._run_actions(state.exit_actions)
+        if self._context.get("timer"):
+            self._context["timer"] = None
+            self.timer = None
+
+    async def _run_actions(self, actions: list[Action]) -> bool:
+        """Run an action list; True when a ``trigger_flow`` in it took the conversation elsewhere."""
+        for action in actions:
+            try:
+                await action.run(self)
+                self.actions_performed.append(action.name)
+                self.record("action", {"type": action.name})
+            except Exception as exc:  # a failed action is logged and skipped (SPEC §5)
+                log.warning("action %s failed in state %s: %s", action.name, self.state_name, exc)
+                self.record("error", {"kind": "action_failed", "action": action.name, "message": str(exc)})
+        if self._pending_flow is None:
+            return False
+        flow_id, return_state = self._pending_flow
+        self._pending_flow = None
+        await self._enter_sub_flow(flow_id, return_state)
+        return True
+
+    async def _enter_sub_flow(self, flow_id: str, return_state: str) -> None:
+        sub = await self._resolve_flow(flow_id)
+        self._context["return_stack"].append(
+            {
+                "kind": "subflow",
+                "flow_id": self.flow.flow_id,
+                "flow_version": self.flow.version,
+                "state": return_state,
+            }
+        )
+        self.record("subflow_started", {"flow_id": flow_id, "version": sub.flow.version})
+        self._switch(sub)
+        await self._enter_and_follow(sub.flow.initial_state)
+
+    def _switch(self, compiled: CompiledFlow) -> None:
+        self.compiled = compiled
+        self._context["flow_id"], self._context["flow_version"] = compiled.flow.flow_id, compiled.flow.version
+
+    async def _enter_and_follow(self, name: str) -> None:
+        """Enter ``name`` and follow automatic transitions until a state waits (SPEC §4 step 3)."""
+        while True:
+            await self._enter(name)
+            state = self.state
+            if state.plugin.ends_run:
+                resumed = await self._finish_run()
+                if resumed is None:
+                    return
+                name = resumed
+                continue
+            index = state.evaluator.select(self._facts(state, "entry"))
+            if index is not None:
+                transition = state.transitions[index]
+                self.record("transition", {"from": state.name, "to": transition.target, "index": index})
+                await self._leave(state)
+                if await self._run_actions(transition.actions):
+                    return
+                name = transition.target
+                continue
+            if state.waits:
+                return
+            raise TurnError("dead_end", f"state '{state.name}' has no transition that holds and cannot wait")
+
+    async def _enter(self, name: str) -> None:
+        self._steps += 1
+        if self._steps > self.flow.settings.max_steps:
+            raise TurnError("loop", f"more than {self.flow.settings.max_steps} transitions in one turn")
+        state = self.compiled.states.get(name)
+        if state is None:
+            raise TurnError("missing_state", f"no state named '{name}' in flow '{self.flow.flow_id}'")
+        previous = self._context.get("current_state")
+        if previous is not None:
+            remember(self._context["previous_states"], previous)
+        self._context["current_state"] = name
+        if previous != name:
+            self._context["slot_filling"] = {"exhausted": False, "retries": {}}
+        self.record("state_entered", {"state": name, "type": state.model.type})
+        if await self._run_actions(state.entry_actions):
+            raise _Redirected
+        await state.plugin.enter(self)
+        if state.timeout_ms:
+            run = uuid.uuid4().hex
+            self._context["timer"] = {"state": name, "run": run}
+            self.timer = Timer(
+                self._context["tenant_id"],
+                self._context["conversation_id"],
+                self.now + state.timeout_ms / 1000,
+                name,
+                run,
+            )
+
+    async def _finish_run(self) -> str | None:
+        """An ``end`` state was reached: return from a sub-flow or digression, else complete the run."""
+        stack = self._context["return_stack"]
+        if not stack:
+            self._context["run"]["completed"] = True
+            self.record("run_completed", {"state": self.state_name})
+            return None
+        frame = stack.pop()
+        if frame["flow_id"] != self.flow.flow_id or frame["flow_version"] != self.flow.version:
+            self._switch(await self._resolve_flow_version(frame["flow_id"], frame["flow_version"]))
+        if frame["kind"] == "subflow":
+            self.record("subflow_returned", {"state": frame["state"]})
+            return str(frame["state"])
+        # a digression: back to the interrupted state, which asks again (its input was the digression's)
+        self._event = None
+        previous = self._context["current_state"]
+        remember(self._context["previous_states"], previous)
+        self._context["current_state"] = frame["state"]
+        self.record("resumed", {"state": frame["state"]})
+        await self.state.plugin.enter(self)
+        return None
+
+    async def _resolve_flow_version(self, flow_id: str, version: str) -> CompiledFlow:
+        return await self._resolve_flow(f"{flow_id}@{version}")
+
+    async def _no_match(self) -> None:
+        handler = self.flow.global_handlers.no_match
+        self._context["no_match_count"] = self._context.get("no_match_count", 0) + 1
+        self.record("no_match", {"count": self._context["no_match_count"]})
+        if (
+            handler is not None
+            and handler.target_state
+            and self._context["no_match_count"] >= handler.max_consecutive
+        ):
+            self._context["no_match_count"] = 0
+            await self._leave(self.state)
+            await self._enter_and_follow(handler.target_state)
+            return
+        self.emit(handler.response if handler is not None else "Sorry, I didn't get that.")
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        """Run ``work``; a runtime error goes to the error handler (SPEC §5), never losing the context."""
+        try:
+            await work
+        except _Redirected:
+            return
+        except TurnError as exc:
+            await self._recover(exc.kind, str(exc))
+
+    async def _recover(self, kind: str, message: str) -> None:
+        self._context["error_count"] = self._context.get("error_count", 0) + 1
+        self.record("error", {"kind": kind, "message": message})
+        log.info("turn error in %s: %s", self._context["conversation_id"], message)
+        if self._recovering:
+            self.emit(APOLOGY)
+            return
+        self._recovering = True
+        self._steps = 0
+        error_state = self.flow.global_handlers.error_state
+        try:
+            if error_state:
+                await self._enter_and_follow(error_state)
+            else:
+                self.emit(APOLOGY)
+                start_run(self._context, self.flow)
+                self._context["current_state"] = None
+                await self._enter_and_follow(self.flow.initial_state)
+        except _Redirected:
+            return
+        except TurnError as again:
+            self.record("error", {"kind": again.kind, "message": str(again)})
+            self.emit(APOLOGY)
+
+
+class _Redirected(Exception):
+    """An entry action's ``trigger_flow`` took the conversation into a sub-flow: stop the current entry."""

@@ -1,0 +1,402 @@
+"""The embedded store: one SQLite file holds tenants, flows, conversations, history, analytics events,
+idempotency records and timers; per-conversation locks are in-process asyncio locks.
+
+Why it is built this way:
+- one connection writes, behind an asyncio lock, every write one ``BEGIN IMMEDIATE`` transaction: coroutines
+  sharing a connection would otherwise share (and commit) each other's transactions;
+- a second connection reads, so a read never sees a write in progress nor queues behind one (WAL mode);
+- a second engine on the same file waits for the file's write lock (``busy_timeout``) instead of failing.
+  The in-process locks only order the turns of one process; across processes the compare-and-set on the
+  conversation's version and the conditional delete of a claimed timer keep the data right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from mcp_engine.errors import FlowNotFound, InvalidInput
+from mcp_engine.store.base import (
+    ConcurrentUpdate,
+    Conversation,
+    FlowVersion,
+    Tenant,
+    Timer,
+    TurnWrite,
+    UnstorableData,
+    VersionExists,
+    encode_json,
+)
+from mcp_engine.store.sqlite_locks import ConversationLocks
+from mcp_engine.store.sqlite_schema import migrate
+
+DAY_S = 24 * 3600.0
+PURGE_INTERVAL_S = 300.0  # how often a commit also deletes expired idempotency records
+_FLOW = "tenant_id, flow_id, version, document, status, created_at, published_at"
+_TIMER = "tenant_id, conversation_id, due_at, state, run"
+_VERSION = "tenant_id = ? AND flow_id = ? AND version = ?"
+_CONVERSATION = "tenant_id = ? AND conversation_id = ?"
+_MAX_SEQ = 2**63 - 1
+_Params = tuple[Any, ...]
+
+
+class SQLiteStore:
+    """The ``Store`` on one SQLite file (``MCP_SQLITE_PATH``): the engine's default with no configuration."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str = "./mcp_engine.db",
+        *,
+        idempotency_ttl_s: float = DAY_S,
+        busy_timeout_ms: int = 5000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._busy_timeout_ms = busy_timeout_ms
+        self._clock = clock
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._locks = ConversationLocks()
+        self._next_purge = 0.0
+
+    async def open(self) -> None:
+        """Connect and migrate; a no-op when already open."""
+        if self._writer is not None:
+            return
+        writer = await self._connect()
+        await writer.execute("PRAGMA journal_mode=WAL")
+        await migrate(writer)
+        self._writer, self._reader = writer, await self._connect()
+
+    async def close(self) -> None:
+        for db in (self._reader, self._writer):
+            if db is not None:
+                await db.close()
+        self._writer = self._reader = None
+
+    async def ready(self) -> bool:
+        if self._reader is None:
+            return False
+        try:
+            await self._reader.execute_fetchall("SELECT 1")
+        except (sqlite3.Error, ValueError):
+            return False
+        return True
+
+    # tenants
+    async def put_tenant(self, tenant: Tenant) -> None:
+        plugins = tenant.enabled_plugins
+        row = (
+            tenant.tenant_id,
+            tenant.default_flow,
+            None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
+            tenant.outbound_webhook,
+        )
+        async with self._transaction() as db:
+            await _run(
+                db,
+                "INSERT OR REPLACE INTO tenants"
+                " (tenant_id, default_flow, enabled_plugins, outbound_webhook) VALUES (?, ?, ?, ?)",
+                row,
+            )
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        rows = await self._read(
+            "SELECT default_flow, enabled_plugins, outbound_webhook FROM tenants WHERE tenant_id = ?",
+            (tenant_id,),
+        )
+        if not rows:
+            return None
+        default_flow, plugins, webhook = rows[0]
+        return Tenant(
+            tenant_id, default_flow, None if plugins is None else tuple(orjson.loads(plugins)), webhook
+        )
+
+    # flows
+    async def save_flow_version(self, tenant_id: str, document: dict[str, Any]) -> FlowVersion:
+        flow_id, version = document.get("flow_id"), document.get("version")
+        if not isinstance(flow_id, str) or not isinstance(version, str):
+            raise InvalidInput("a flow document needs a string flow_id and version")
+        body = encode_json(document, "flow document", canonical=True)
+        key = (tenant_id, flow_id, version)
+        async with self._transaction() as db:
+            rows = list(await db.execute_fetchall(f"SELECT {_FLOW} FROM flow_versions WHERE {_VERSION}", key))
+            if rows and rows[0][3] != body:
+                raise VersionExists(
+                    f"flow '{flow_id}' version {version} is already stored with other content",
+                    {"flow_id": flow_id, "version": version},
+                )
+            if rows:
+                return _flow(rows[0])
+            row = (*key, body, "draft", self._clock(), None)
+            await _run(db, f"INSERT INTO flow_versions ({_FLOW}) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        return _flow(row)
+
+    async def get_flow_version(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion | None:
+        rows = await self._read(
+            f"SELECT {_FLOW} FROM flow_versions WHERE {_VERSION}", (tenant_id, flow_id, version)
+        )
+        return _flow(rows[0]) if rows else None
+
+    async def publish(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion:
+        async with self._transaction() as db:
+            await _run(
+                db,
+                "UPDATE flow_versions SET status = 'draft'"
+                " WHERE tenant_id = ? AND flow_id = ? AND status = 'published' AND version != ?",
+                (tenant_id, flow_id, version),
+            )
+            rows = list(
+                await db.execute_fetchall(
+                    f"UPDATE flow_versions SET status = 'published', published_at = ? WHERE {_VERSION}"
+                    f" RETURNING {_FLOW}",
+                    (self._clock(), tenant_id, flow_id, version),
+                )
+            )
+            if not rows:
+                raise FlowNotFound(
+                    f"flow '{flow_id}' has no version {version}", {"flow_id": flow_id, "version": version}
+                )
+        return _flow(rows[0])
+
+    async def published(self, tenant_id: str, flow_id: str) -> FlowVersion | None:
+        rows = await self._read(
+            f"SELECT {_FLOW} FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND status = 'published'",
+            (tenant_id, flow_id),
+        )
+        return _flow(rows[0]) if rows else None
+
+    async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
+        rows = await self._read(
+            f"SELECT {_FLOW} FROM (SELECT *, ROW_NUMBER() OVER"
+            " (PARTITION BY flow_id ORDER BY created_at DESC, rowid DESC) AS newest"
+            " FROM flow_versions WHERE tenant_id = ?) WHERE newest = 1 ORDER BY flow_id",
+            (tenant_id,),
+        )
+        return [_flow(row) for row in rows]
+
+    async def list_versions(self, tenant_id: str, flow_id: str) -> list[FlowVersion]:
+        rows = await self._read(
+            f"SELECT {_FLOW} FROM flow_versions WHERE tenant_id = ? AND flow_id = ?"
+            " ORDER BY created_at, rowid",
+            (tenant_id, flow_id),
+        )
+        return [_flow(row) for row in rows]
+
+    async def delete_flow(self, tenant_id: str, flow_id: str) -> bool:
+        async with self._transaction() as db:
+            deleted = await _run(
+                db, "DELETE FROM flow_versions WHERE tenant_id = ? AND flow_id = ?", (tenant_id, flow_id)
+            )
+        return deleted > 0
+
+    # conversations
+    async def load(self, tenant_id: str, conversation_id: str) -> Conversation | None:
+        rows = await self._read(
+            f"SELECT context, version FROM conversations WHERE {_CONVERSATION} AND context IS NOT NULL",
+            (tenant_id, conversation_id),
+        )
+        if not rows:
+            return None
+        return Conversation(tenant_id, conversation_id, orjson.loads(rows[0][0]), rows[0][1])
+
+    async def reply_for(self, tenant_id: str, conversation_id: str, message_id: str) -> dict[str, Any] | None:
+        rows = await self._read(
+            f"SELECT reply FROM idempotency WHERE {_CONVERSATION} AND message_id = ? AND created_at > ?",
+            (tenant_id, conversation_id, message_id, self._clock() - self.idempotency_ttl_s),
+        )
+        return orjson.loads(rows[0][0]) if rows else None
+
+    async def commit(self, write: TurnWrite) -> int:
+        # Everything is encoded before the transaction starts: bad data raises with nothing written.
+        key = (write.tenant_id, write.conversation_id)
+        context = encode_json(write.context, "context")
+        events = [(*key, encode_json(event, f"events[{i}]")) for i, event in enumerate(write.events)]
+        reply = None if write.reply is None else encode_json(write.reply, "reply")
+        if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
+            raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")
+        now = self._clock()
+        async with self._transaction() as db:
+            version = await self._compare_and_set(db, write, context, now)
+            if events:
+                await db.executemany(
+                    "INSERT INTO history (tenant_id, conversation_id, event) VALUES (?, ?, ?)", events
+                )
+            if write.message_id is not None and reply is not None:
+                await _run(
+                    db,
+                    "INSERT OR REPLACE INTO idempotency"
+                    " (tenant_id, conversation_id, message_id, reply, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (*key, write.message_id, reply, now),
+                )
+            if isinstance(write.timer, Timer):
+                await _run(
+                    db,
+                    f"INSERT OR REPLACE INTO timers ({_TIMER}) VALUES (?, ?, ?, ?, ?)",
+                    _timer_row(write.timer),
+                )
+            elif write.timer is None:
+                await _run(db, f"DELETE FROM timers WHERE {_CONVERSATION}", key)
+            if now >= self._next_purge:
+                await _run(
+                    db, "DELETE FROM idempotency WHERE created_at <= ?", (now - self.idempotency_ttl_s,)
+                )
+                self._next_purge = now + PURGE_INTERVAL_S
+        return version
+
+    async def _compare_and_set(
+        self, db: aiosqlite.Connection, write: TurnWrite, context: bytes, now: float
+    ) -> int:
+        """Write the context if its version is still ``expected_version``; a reset row (context NULL) counts
+        as absent but keeps its version, so versions never repeat."""
+        key = (write.tenant_id, write.conversation_id)
+        if write.expected_version is None:
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT version, context IS NOT NULL FROM conversations WHERE {_CONVERSATION}", key
+                )
+            )
+            if rows and rows[0][1]:
+                raise _conflict(write)
+            version = (rows[0][0] if rows else 0) + 1
+            await _run(
+                db,
+                "INSERT OR REPLACE INTO conversations"
+                " (tenant_id, conversation_id, context, version, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (*key, context, version, now),
+            )
+            return int(version)
+        changed = await _run(
+            db,
+            "UPDATE conversations SET context = ?, version = version + 1, updated_at = ?"
+            f" WHERE {_CONVERSATION} AND version = ? AND context IS NOT NULL",
+            (context, now, *key, write.expected_version),
+        )
+        if changed != 1:
+            raise _conflict(write)
+        return write.expected_version + 1
+
+    async def reset(self, tenant_id: str, conversation_id: str) -> bool:
+        key = (tenant_id, conversation_id)
+        async with self._transaction() as db:
+            changed = await _run(
+                db,
+                "UPDATE conversations SET context = NULL, version = version + 1, updated_at = ?"
+                f" WHERE {_CONVERSATION} AND context IS NOT NULL",
+                (self._clock(), *key),
+            )
+            await _run(db, f"DELETE FROM timers WHERE {_CONVERSATION}", key)
+        return changed > 0
+
+    async def history(
+        self, tenant_id: str, conversation_id: str, limit: int = 50, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        rows = await self._read(
+            f"SELECT seq, event FROM history WHERE {_CONVERSATION} AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (tenant_id, conversation_id, _MAX_SEQ if before is None else before, max(limit, 0)),
+        )
+        return [{**orjson.loads(event), "seq": seq} for seq, event in rows]
+
+    # analytics events
+    async def record_events(self, events: list[dict[str, Any]]) -> None:
+        rows: list[_Params] = []
+        for i, event in enumerate(events):
+            tenant_id, event_type = event.get("tenant_id"), event.get("type")
+            if not isinstance(tenant_id, str) or not isinstance(event_type, str):
+                raise UnstorableData(f"events[{i}] needs a string tenant_id and type", {"index": i})
+            rows.append((tenant_id, event_type, encode_json(event, f"events[{i}]")))
+        if rows:
+            async with self._transaction() as db:
+                await db.executemany("INSERT INTO events (tenant_id, type, event) VALUES (?, ?, ?)", rows)
+
+    async def events(
+        self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
+    ) -> list[dict[str, Any]]:
+        by_type = "" if event_type is None else " AND type = ?"  # a separate query, so it uses its index
+        rows = await self._read(
+            f"SELECT seq, event FROM events WHERE tenant_id = ? AND seq > ?{by_type} ORDER BY seq LIMIT ?",
+            (tenant_id, after or 0, *(() if event_type is None else (event_type,)), max(limit, 0)),
+        )
+        return [{**orjson.loads(event), "seq": seq} for seq, event in rows]
+
+    # timers
+    async def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
+        rows = await self._read(
+            f"SELECT {_TIMER} FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, max(limit, 0))
+        )
+        return [Timer(*row) for row in rows]
+
+    async def claim_timer(self, timer: Timer) -> bool:
+        async with self._transaction() as db:
+            claimed = await _run(
+                db,
+                f"DELETE FROM timers WHERE {_CONVERSATION} AND due_at = ? AND state = ? AND run = ?",
+                _timer_row(timer),
+            )
+        return claimed == 1
+
+    def lock(
+        self, tenant_id: str, conversation_id: str, timeout_s: float
+    ) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(tenant_id, conversation_id, timeout_s)
+
+    # plumbing
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)  # autocommit: we BEGIN ourselves
+        await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    async def _read(self, sql: str, params: _Params) -> list[sqlite3.Row]:
+        if self._reader is None:
+            raise RuntimeError("SQLiteStore is not open")
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the writer connection, committed, or rolled back on any exception."""
+        db = self._writer
+        if db is None:
+            raise RuntimeError("SQLiteStore is not open")
+        async with self._write_lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+
+
+async def _run(db: aiosqlite.Connection, sql: str, params: _Params) -> int:
+    """Execute one statement; the number of rows it changed."""
+    async with db.execute(sql, params) as cursor:
+        return cursor.rowcount
+
+
+def _flow(row: Iterable[Any]) -> FlowVersion:
+    tenant_id, flow_id, version, document, status, created_at, published_at = row
+    return FlowVersion(tenant_id, flow_id, version, orjson.loads(document), status, created_at, published_at)
+
+
+def _timer_row(timer: Timer) -> _Params:
+    return (timer.tenant_id, timer.conversation_id, timer.due_at, timer.state, timer.run)
+
+
+def _conflict(write: TurnWrite) -> ConcurrentUpdate:
+    return ConcurrentUpdate(
+        f"conversation '{write.conversation_id}' changed since version {write.expected_version}",
+        {"conversation_id": write.conversation_id, "expected_version": write.expected_version},
+    )

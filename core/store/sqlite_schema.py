@@ -1,0 +1,113 @@
+"""The embedded store's schema, as numbered migrations, and how ``open()`` applies them.
+
+Each migration is one SQL script, applied once in order inside one ``BEGIN IMMEDIATE`` transaction
+together with its row in ``schema_version``: two engines opening the same new file cannot both apply
+it, and a file that is already current is left untouched. Append new migrations; never edit old ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE tenants (
+        tenant_id TEXT PRIMARY KEY,
+        default_flow TEXT,
+        enabled_plugins TEXT,  -- JSON list, NULL: every installed plugin
+        outbound_webhook TEXT
+    );
+
+    CREATE TABLE flow_versions (
+        tenant_id TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        document BLOB NOT NULL,  -- canonical JSON (sorted keys), compared to tell a re-save from a change
+        status TEXT NOT NULL CHECK (status IN ('draft', 'published')),
+        created_at REAL NOT NULL,
+        published_at REAL,  -- when it was last published
+        UNIQUE (tenant_id, flow_id, version)
+    );
+    CREATE UNIQUE INDEX flow_versions_one_published
+        ON flow_versions (tenant_id, flow_id) WHERE status = 'published';
+
+    -- context NULL: reset; the row stays so the version keeps counting up
+    CREATE TABLE conversations (
+        tenant_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        context BLOB,
+        version INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, conversation_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        event BLOB NOT NULL
+    );
+    CREATE INDEX history_by_conversation ON history (tenant_id, conversation_id, seq);
+
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        event BLOB NOT NULL
+    );
+    CREATE INDEX events_by_tenant ON events (tenant_id, seq);
+    CREATE INDEX events_by_type ON events (tenant_id, type, seq);
+
+    CREATE TABLE idempotency (
+        tenant_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        reply BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, conversation_id, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_age ON idempotency (created_at);
+
+    CREATE TABLE timers (
+        tenant_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        run TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, conversation_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_by_due ON timers (due_at);
+    """,
+]
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit the open transaction first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {pending.strip()[:80]!r}")
+
+
+async def migrate(db: aiosqlite.Connection) -> None:
+    """Apply the migrations the file lacks (none, when it is current)."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
+        rows = list(await db.execute_fetchall("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        current = int(rows[0][0])
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            for statement in statements(script):
+                await db.execute(statement)
+            await db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,28 @@
+"""``store``: the embedded default event sink, keeping analytics events in the engine's own store.
+
+With no Redis or Kafka configured, events still have to land somewhere experiments can read them back
+(``Store.events``); the store the engine already has is that place, and needs no extra service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mcp_engine import EventSink, hookimpl
+
+
+class StoreSink(EventSink):
+    name = "store"
+    description = "Keeps analytics events in the engine's store (the embedded default)."
+
+    async def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+        store = self.services.store
+        if store is None:
+            raise RuntimeError("the 'store' event sink needs the engine's store in services.store")
+        await store.record_events([dict(event) for event in events])
+
+
+@hookimpl
+def mcp_engine_event_sinks() -> list[type[EventSink]]:
+    return [StoreSink]

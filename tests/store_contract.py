@@ -1,0 +1,385 @@
+"""The ``Store`` contract suite: every backend must pass all of it.
+
+A backend's test module subclasses ``StoreContract`` (its name starting with ``Test``) and provides the
+fixture ``open_store``: an async factory that returns a new, opened store on the same backing storage each
+time it is called (a second engine process, in effect), and closes them all at teardown. Tests that close a
+store rely on ``close()`` being safe to call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from mcp_engine.errors import ConversationBusy, FlowNotFound, InvalidInput
+from mcp_engine.store.base import (
+    ConcurrentUpdate,
+    Store,
+    Tenant,
+    Timer,
+    TurnWrite,
+    UnstorableData,
+    VersionExists,
+)
+
+OpenStore = Callable[[], Awaitable[Store]]
+A, B = "tenant-a", "tenant-b"
+
+
+def flow(flow_id: str = "pizza", version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    return {"flow_id": flow_id, "version": version, "name": "Pizza", "initial_state": "start", **extra}
+
+
+def turn(expected: int | None = None, tenant: str = A, conversation: str = "c1", **fields: Any) -> TurnWrite:
+    fields.setdefault("context", {"current_state": "start", "slots": {}})
+    return TurnWrite(tenant, conversation, expected, **fields)
+
+
+def timer(due_at: float = 100.0, run: str = "r1", tenant: str = A, conversation: str = "c1") -> Timer:
+    return Timer(tenant, conversation, due_at, "waiting", run)
+
+
+class StoreContract:
+    @pytest.fixture
+    async def store(self, open_store: OpenStore) -> Store:
+        return await open_store()
+
+    # readiness and tenants
+
+    async def test_ready(self, store: Store) -> None:
+        assert await store.ready()
+
+    async def test_tenant_round_trip_and_update(self, store: Store) -> None:
+        assert await store.get_tenant(A) is None
+        await store.put_tenant(
+            Tenant(A, default_flow="pizza", enabled_plugins=("sms",), outbound_webhook="http://x")
+        )
+        assert await store.get_tenant(A) == Tenant(A, "pizza", ("sms",), "http://x")
+        await store.put_tenant(Tenant(A))
+        assert await store.get_tenant(A) == Tenant(A)
+        assert await store.get_tenant(B) is None
+
+    # flows
+
+    async def test_save_flow_version_is_idempotent(self, store: Store) -> None:
+        first = await store.save_flow_version(A, flow())
+        again = await store.save_flow_version(A, dict(reversed(flow().items())))  # key order does not matter
+        assert again == first
+        assert first.status == "draft"
+        assert first.published_at is None
+        assert first.document == flow()
+        assert await store.get_flow_version(A, "pizza", "1.0.0") == first
+
+    async def test_flow_version_is_immutable(self, store: Store) -> None:
+        await store.save_flow_version(A, flow())
+        with pytest.raises(VersionExists):
+            await store.save_flow_version(A, flow(name="Changed"))
+        stored = await store.get_flow_version(A, "pizza", "1.0.0")
+        assert stored is not None
+        assert stored.document == flow()
+
+    async def test_save_needs_flow_id_and_version(self, store: Store) -> None:
+        with pytest.raises(InvalidInput):
+            await store.save_flow_version(A, {"flow_id": "pizza"})
+
+    async def test_publish_and_rollback(self, store: Store) -> None:
+        await store.save_flow_version(A, flow(version="1.0.0"))
+        await store.save_flow_version(A, flow(version="1.1.0"))
+        assert await store.published(A, "pizza") is None
+        assert (await store.publish(A, "pizza", "1.0.0")).status == "published"
+        newer = await store.publish(A, "pizza", "1.1.0")
+        assert newer.published_at is not None
+        assert await store.published(A, "pizza") == newer
+        await store.publish(A, "pizza", "1.0.0")  # rollback
+        published = await store.published(A, "pizza")
+        assert published is not None
+        assert published.version == "1.0.0"
+        statuses = {v.version: v.status for v in await store.list_versions(A, "pizza")}
+        assert statuses == {"1.0.0": "published", "1.1.0": "draft"}
+
+    async def test_publish_unknown_version_changes_nothing(self, store: Store) -> None:
+        await store.save_flow_version(A, flow())
+        await store.publish(A, "pizza", "1.0.0")
+        with pytest.raises(FlowNotFound):
+            await store.publish(A, "pizza", "9.9.9")
+        with pytest.raises(FlowNotFound):
+            await store.publish(A, "nope", "1.0.0")
+        published = await store.published(A, "pizza")
+        assert published is not None
+        assert published.version == "1.0.0"
+
+    async def test_list_flows_gives_latest_version_of_each(self, store: Store) -> None:
+        await store.save_flow_version(A, flow("pizza", "1.0.0"))
+        await store.save_flow_version(A, flow("pizza", "2.0.0"))
+        await store.save_flow_version(A, flow("bank", "0.1.0"))
+        await store.publish(A, "pizza", "1.0.0")
+        assert [(f.flow_id, f.version) for f in await store.list_flows(A)] == [
+            ("bank", "0.1.0"),
+            ("pizza", "2.0.0"),
+        ]
+        assert [v.version for v in await store.list_versions(A, "pizza")] == ["1.0.0", "2.0.0"]
+
+    async def test_delete_flow(self, store: Store) -> None:
+        await store.save_flow_version(A, flow("pizza", "1.0.0"))
+        await store.save_flow_version(A, flow("pizza", "1.1.0"))
+        await store.publish(A, "pizza", "1.1.0")
+        assert await store.delete_flow(A, "pizza")
+        assert not await store.delete_flow(A, "pizza")
+        assert await store.list_versions(A, "pizza") == []
+        assert await store.published(A, "pizza") is None
+
+    async def test_flows_are_tenant_scoped(self, store: Store) -> None:
+        await store.save_flow_version(A, flow())
+        await store.publish(A, "pizza", "1.0.0")
+        assert await store.get_flow_version(B, "pizza", "1.0.0") is None
+        assert await store.published(B, "pizza") is None
+        assert await store.list_flows(B) == []
+        assert await store.list_versions(B, "pizza") == []
+        with pytest.raises(FlowNotFound):
+            await store.publish(B, "pizza", "1.0.0")
+        assert not await store.delete_flow(B, "pizza")
+        other = await store.save_flow_version(B, flow(name="B's own"))  # same id and version: no clash
+        assert other.tenant_id == B
+        assert other.document["name"] == "B's own"
+        assert await store.published(A, "pizza") is not None
+
+    # conversations
+
+    async def test_commit_creates_then_compare_and_sets(self, store: Store) -> None:
+        assert await store.load(A, "c1") is None
+        assert await store.commit(turn(None, context={"n": 1})) == 1
+        with pytest.raises(ConcurrentUpdate):
+            await store.commit(turn(None, context={"n": 99}))  # must not exist yet
+        assert await store.commit(turn(1, context={"n": 2})) == 2
+        conversation = await store.load(A, "c1")
+        assert conversation is not None
+        assert (conversation.context, conversation.version) == ({"n": 2}, 2)
+
+    async def test_conflict_writes_nothing(self, store: Store) -> None:
+        await store.commit(turn(None, context={"n": 1}, events=[{"type": "first"}], timer=timer(run="r1")))
+        await store.commit(turn(1, context={"n": 2}))
+        with pytest.raises(ConcurrentUpdate):
+            await store.commit(
+                turn(
+                    1,
+                    context={"n": 3},
+                    events=[{"type": "stale"}],
+                    message_id="m",
+                    reply={"r": 1},
+                    timer=None,
+                )
+            )
+        conversation = await store.load(A, "c1")
+        assert conversation is not None
+        assert conversation.context == {"n": 2}
+        assert [e["type"] for e in await store.history(A, "c1")] == ["first"]
+        assert await store.reply_for(A, "c1", "m") is None
+        assert await store.due_timers(now=1e9) == [timer(run="r1")]
+
+    async def test_concurrent_commits_one_wins(self, open_store: OpenStore) -> None:
+        first, second = await open_store(), await open_store()
+        await first.commit(turn(None))
+        results = await asyncio.gather(
+            first.commit(turn(1, context={"by": "first"})),
+            second.commit(turn(1, context={"by": "second"})),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["ConcurrentUpdate", "int"]
+
+    async def test_idempotency_record_round_trip(self, store: Store) -> None:
+        assert await store.reply_for(A, "c1", "m1") is None
+        reply = {"messages": [{"text": "hi"}], "current_state": "ask"}
+        await store.commit(turn(None, message_id="m1", reply=reply))
+        assert await store.reply_for(A, "c1", "m1") == reply
+        assert await store.reply_for(A, "c1", "m2") is None
+        assert await store.reply_for(A, "c2", "m1") is None
+
+    async def test_history_pages_newest_first(self, store: Store) -> None:
+        await store.commit(turn(None, events=[{"type": "e", "n": 1}, {"type": "e", "n": 2}]))
+        await store.commit(turn(1, events=[{"type": "e", "n": 3}]))
+        await store.commit(turn(2, events=[{"type": "e", "n": 4}, {"type": "e", "n": 5}]))
+        page = await store.history(A, "c1", limit=2)
+        assert [e["n"] for e in page] == [5, 4]
+        assert page[0]["seq"] > page[1]["seq"]
+        page = await store.history(A, "c1", limit=2, before=page[-1]["seq"])
+        assert [e["n"] for e in page] == [3, 2]
+        page = await store.history(A, "c1", limit=2, before=page[-1]["seq"])
+        assert [e["n"] for e in page] == [1]
+        assert await store.history(A, "c1", limit=2, before=page[-1]["seq"]) == []
+        assert [e["n"] for e in await store.history(A, "c1")] == [5, 4, 3, 2, 1]
+
+    async def test_reset_forgets_context_and_timer_keeps_history(self, store: Store) -> None:
+        assert not await store.reset(A, "c1")
+        await store.commit(turn(None, events=[{"type": "hello"}], timer=timer()))
+        await store.commit(turn(1))
+        assert await store.reset(A, "c1")
+        assert await store.load(A, "c1") is None
+        assert await store.due_timers(now=1e9) == []
+        assert [e["type"] for e in await store.history(A, "c1")] == ["hello"]
+        assert not await store.reset(A, "c1")
+        with pytest.raises(ConcurrentUpdate):
+            await store.commit(turn(2))  # a writer that loaded before the reset
+        fresh = await store.commit(turn(None, context={"run": 2}))
+        assert fresh > 2  # versions never repeat, not even across a reset
+        conversation = await store.load(A, "c1")
+        assert conversation is not None
+        assert conversation.context == {"run": 2}
+
+    async def test_conversations_are_tenant_scoped(self, store: Store) -> None:
+        await store.commit(turn(None, tenant=A, events=[{"type": "a"}], message_id="m", reply={"r": "a"}))
+        assert await store.load(B, "c1") is None
+        assert await store.reply_for(B, "c1", "m") is None
+        assert await store.history(B, "c1") == []
+        assert not await store.reset(B, "c1")
+        with pytest.raises(ConcurrentUpdate):
+            await store.commit(turn(1, tenant=B))
+        assert await store.commit(turn(None, tenant=B, context={"mine": "b"})) == 1
+        a = await store.load(A, "c1")
+        assert a is not None
+        assert a.context == turn().context
+        assert await store.reply_for(A, "c1", "m") == {"r": "a"}
+
+    async def test_bad_data_raises_clearly_and_writes_nothing(self, store: Store) -> None:
+        await store.commit(turn(None, context={"n": 1}))
+        bad = turn(
+            1, context={"variables": {"tags": {"a", "b"}}}, events=[{"type": "x"}], message_id="m", reply={}
+        )
+        with pytest.raises(UnstorableData, match=r"context\.variables\.tags"):
+            await store.commit(bad)
+        with pytest.raises(UnstorableData, match=r"events\[0\]"):
+            await store.commit(turn(1, events=[{"type": "x", "at": object()}]))
+        with pytest.raises(UnstorableData, match="key 1"):
+            await store.commit(turn(1, context={"slots": {1: "one"}}))
+        conversation = await store.load(A, "c1")
+        assert conversation is not None
+        assert (conversation.context, conversation.version) == ({"n": 1}, 1)
+        assert await store.history(A, "c1") == []
+        assert await store.reply_for(A, "c1", "m") is None
+
+    # timers
+
+    async def test_timer_set_keep_clear(self, store: Store) -> None:
+        await store.commit(turn(None, timer=timer(due_at=50.0)))
+        await store.commit(turn(1))  # "keep" by default
+        assert await store.due_timers(now=50.0) == [timer(due_at=50.0)]
+        assert await store.due_timers(now=49.9) == []
+        await store.commit(turn(2, timer=timer(due_at=70.0, run="r2")))  # at most one per conversation
+        assert await store.due_timers(now=1e9) == [timer(due_at=70.0, run="r2")]
+        await store.commit(turn(3, timer=None))
+        assert await store.due_timers(now=1e9) == []
+
+    async def test_due_timers_in_due_order_up_to_limit(self, store: Store) -> None:
+        for i, due in enumerate([30.0, 10.0, 20.0]):
+            await store.commit(turn(None, conversation=f"c{i}", timer=timer(due, conversation=f"c{i}")))
+        await store.commit(turn(None, tenant=B, timer=timer(15.0, tenant=B)))
+        assert [t.due_at for t in await store.due_timers(now=25.0)] == [10.0, 15.0, 20.0]
+        assert [t.due_at for t in await store.due_timers(now=1e9, limit=2)] == [10.0, 15.0]
+
+    async def test_claim_timer_once_and_only_while_set(self, store: Store) -> None:
+        await store.commit(turn(None, timer=timer(run="r1")))
+        assert not await store.claim_timer(timer(run="r0"))  # an older wait
+        assert not await store.claim_timer(timer(tenant=B))  # another tenant's
+        assert await store.claim_timer(timer(run="r1"))
+        assert not await store.claim_timer(timer(run="r1"))
+        assert await store.due_timers(now=1e9) == []
+
+    async def test_two_stores_race_to_claim(self, open_store: OpenStore) -> None:
+        first, second = await open_store(), await open_store()
+        timers = [timer(conversation=f"c{i}") for i in range(10)]
+        for t in timers:
+            await first.commit(turn(None, conversation=t.conversation_id, timer=t))
+        for t in timers:
+            results = await asyncio.gather(first.claim_timer(t), second.claim_timer(t))
+            assert sorted(results) == [False, True]
+
+    # locks
+
+    async def test_lock_serialises_a_conversation(self, store: Store) -> None:
+        inside: list[int] = []
+        overlaps: list[int] = []
+
+        async def hold(n: int) -> None:
+            async with store.lock(A, "c1", timeout_s=5):
+                if inside:
+                    overlaps.append(n)
+                inside.append(n)
+                await asyncio.sleep(0.01)
+                inside.remove(n)
+
+        await asyncio.gather(*(hold(n) for n in range(5)))
+        assert overlaps == []
+
+    async def test_lock_times_out_with_conversation_busy(self, store: Store) -> None:
+        async with store.lock(A, "c1", timeout_s=1):
+            with pytest.raises(ConversationBusy):
+                async with store.lock(A, "c1", timeout_s=0.05):
+                    pass
+            async with store.lock(A, "c2", timeout_s=0.05):  # other conversations are not held up
+                pass
+            async with store.lock(B, "c1", timeout_s=0.05):  # nor another tenant's of the same id
+                pass
+        async with store.lock(A, "c1", timeout_s=0.05):  # released, also after the timeout
+            pass
+
+    # analytics events
+
+    async def test_record_events_and_read_back(self, store: Store) -> None:
+        await store.record_events(
+            [{"tenant_id": A, "type": "message_in", "n": i} for i in range(3)]
+            + [
+                {"tenant_id": A, "type": "run_completed", "n": 3},
+                {"tenant_id": B, "type": "message_in", "n": 4},
+            ]
+        )
+        events = await store.events(A)
+        assert [e["n"] for e in events] == [0, 1, 2, 3]
+        assert [e["n"] for e in await store.events(A, "run_completed")] == [3]
+        first = await store.events(A, "message_in", limit=2)
+        assert [e["n"] for e in first] == [0, 1]
+        assert [e["n"] for e in await store.events(A, "message_in", after=first[-1]["seq"])] == [2]
+        assert [e["n"] for e in await store.events(B)] == [4]
+
+    async def test_record_events_needs_tenant_and_type(self, store: Store) -> None:
+        with pytest.raises(UnstorableData):
+            await store.record_events([{"tenant_id": A, "type": "ok"}, {"type": "no tenant"}])
+        with pytest.raises(UnstorableData):
+            await store.record_events([{"tenant_id": A, "type": "ok", "bad": {1, 2}}])
+        assert await store.events(A) == []
+
+    # persistence
+
+    async def test_everything_survives_reopen(self, open_store: OpenStore) -> None:
+        store = await open_store()
+        await store.put_tenant(Tenant(A, default_flow="pizza"))
+        await store.save_flow_version(A, flow())
+        await store.publish(A, "pizza", "1.0.0")
+        await store.commit(turn(None, events=[{"type": "e"}], message_id="m", reply={"r": 1}, timer=timer()))
+        await store.record_events([{"tenant_id": A, "type": "message_in"}])
+        await store.close()
+        await store.close()  # twice is fine
+        assert not await store.ready()
+
+        reopened = await open_store()
+        assert await reopened.get_tenant(A) == Tenant(A, default_flow="pizza")
+        published = await reopened.published(A, "pizza")
+        assert published is not None
+        assert published.document == flow()
+        conversation = await reopened.load(A, "c1")
+        assert conversation is not None
+        assert conversation.version == 1
+        assert [e["type"] for e in await reopened.history(A, "c1")] == ["e"]
+        assert await reopened.reply_for(A, "c1", "m") == {"r": 1}
+        assert await reopened.due_timers(now=1e9) == [timer()]
+        assert [e["type"] for e in await reopened.events(A)] == ["message_in"]
+
+    async def test_opening_again_migrates_nothing_and_keeps_data(self, open_store: OpenStore) -> None:
+        store = await open_store()
+        await store.commit(turn(None))
+        again = await open_store()
+        await again.open()  # and once more on the same instance
+        conversation = await again.load(A, "c1")
+        assert conversation is not None
+        assert conversation.version == 1

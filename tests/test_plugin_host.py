@@ -1,0 +1,325 @@
+"""The plugin host with real installed distributions: loading, skipping, clashing, enabling, listing.
+
+The third-party plugins are real ``*.dist-info`` directories (METADATA + entry_points.txt) with their
+modules, copied from ``tests/fake_dists`` onto ``sys.path``, so discovery goes through
+``importlib.metadata`` and stevedore exactly as for a pip-installed plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+from click.testing import CliRunner
+
+from mcp_engine import (
+    Action,
+    ConditionType,
+    EventSink,
+    IntegrationClient,
+    IntentClassifier,
+    RuleKind,
+    StateType,
+    hookimpl,
+)
+from mcp_engine.cli import main
+from mcp_engine.errors import PluginClash
+from mcp_engine.flow.schema import flow_schema
+from mcp_engine.flow.validate import validate_data
+from mcp_engine.plugin_manager import (
+    LOAD_PLUGINS_ENV,
+    PluginHost,
+    Provider,
+    Registry,
+    create_plugin_manager,
+    default_registry,
+    enabled_entry_points,
+)
+from tests.flowdocs import minimal_flow
+
+FAKE_DISTS = Path(__file__).resolve().parent / "fake_dists"
+FAKE_MODULES = {path.stem for path in FAKE_DISTS.glob("fake_*.py")}
+ENGINE_VERSION = importlib.metadata.version("mcp-engine")
+CAROUSEL = Provider("mcp-engine-carousel", "1.2.0", "carousel")
+
+Install = Callable[..., None]
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    """Install fake distributions by name into a fresh ``sys.path`` entry; third-party loading unset."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+
+    def install(*names: str) -> None:
+        for name in names:
+            (dist_info,) = FAKE_DISTS.glob(f"mcp_engine_{name}-*.dist-info")
+            shutil.copytree(dist_info, site / dist_info.name)
+            shutil.copy(FAKE_DISTS / f"fake_{name}.py", site)
+        importlib.invalidate_caches()
+
+    yield install
+    for module in FAKE_MODULES:
+        sys.modules.pop(module, None)
+
+
+def carousel_flow() -> dict[str, Any]:
+    """The minimal flow with one state of the third-party type, running the third-party action."""
+    doc = minimal_flow()
+    helping = doc["states"]["helping"]
+    helping.update(type="carousel", config={"items": ["tea", "cake"]})
+    helping["entry_actions"] = [{"type": "send_sms", "to": "+33600000000"}]
+    return doc
+
+
+def test_builtins_come_from_the_engine_distribution_at_its_version() -> None:
+    registry = Registry.from_plugin_manager(create_plugin_manager(load_entrypoints=False))
+    assert registry.state_types.providers["response"] == Provider(
+        "mcp-engine", ENGINE_VERSION, "mcp_engine.plugins.states.response"
+    )
+    for kind in registry.kinds():
+        assert kind.names(), f"no built-in {kind.label}"
+        assert all(provider.builtin for provider in kind.providers.values())
+
+
+def test_a_third_party_plugin_is_found_and_usable_by_the_validator(install: Install) -> None:
+    install("carousel")
+    registry = default_registry()
+    assert registry.state_types.providers["carousel"] == CAROUSEL
+    assert registry.actions.providers["send_sms"] == CAROUSEL
+    assert "carousel" in flow_schema(registry)["$defs"]["State"]["properties"]["type"]["enum"]
+    result = validate_data(carousel_flow(), registry)
+    assert result.ok, [p.short() for p in result.errors]
+    bad = carousel_flow()
+    bad["states"]["helping"]["config"]["colour"] = "red"
+    assert "/states/helping/config/colour" in {p.pointer for p in validate_data(bad, registry).errors}
+
+
+def test_a_plugin_that_fails_to_import_is_logged_with_its_distribution_and_skipped(
+    install: Install, caplog: pytest.LogCaptureFixture
+) -> None:
+    install("carousel", "broken")
+    registry = default_registry()
+    assert "carousel" in registry.state_types.names()
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "plugin 'broken' from mcp-engine-broken 0.3.0" in record.getMessage()
+    assert "mcp_engine_fake_missing_dependency" in record.getMessage()
+
+
+def test_a_name_clashing_with_a_builtin_stops_the_start_naming_both_distributions(install: Install) -> None:
+    install("clash")
+    with pytest.raises(PluginClash) as raised:
+        default_registry()
+    message = str(raised.value)
+    assert "state type 'response' is provided twice" in message
+    assert f"mcp-engine {ENGINE_VERSION}" in message
+    assert "mcp-engine-clash 2.0.0" in message
+    assert [p["distribution"] for p in raised.value.details["providers"]] == [
+        "mcp-engine",
+        "mcp-engine-clash",
+    ]
+
+
+def test_a_misspelled_hook_stops_the_start_naming_its_distribution_and_the_real_hooks(
+    install: Install,
+) -> None:
+    install("typo")
+    with pytest.raises(pluggy.PluginValidationError) as raised:
+        create_plugin_manager()
+    message = str(raised.value)
+    assert "mcp-engine-typo 0.1.0" in message
+    assert "unknown hook 'mcp_engine_state_type'" in message
+    assert "mcp_engine_state_types" in message
+
+
+def test_only_allowed_plugins_load_and_the_others_are_never_imported(
+    install: Install, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    install("carousel", "broken", "clash")
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "carousel")
+    registry = default_registry()  # would raise if the clashing plugin were loaded
+    assert registry.state_types.providers["carousel"] == CAROUSEL
+    assert "fake_broken" not in sys.modules
+    assert "fake_clash" not in sys.modules
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_empty_allow_list_loads_no_third_party_plugin(
+    install: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install("carousel", "broken", "clash")
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    assert all(row["provider"] == "mcp-engine" for row in default_registry().describe())
+    assert not FAKE_MODULES & set(sys.modules)
+
+
+def test_the_allow_argument_overrides_the_environment(
+    install: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install("carousel", "clash")
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    pm = create_plugin_manager(allow=["carousel"])
+    assert pm.providers["carousel"] == CAROUSEL
+    assert "fake_clash" not in sys.modules
+    create_plugin_manager(load_entrypoints=False, allow=["clash"])
+    assert "fake_clash" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", []), (" , ", []), ("carousel", ["carousel"]), (" a , b,,", ["a", "b"])],
+)
+def test_the_allow_list_variable(
+    value: str | None, expected: list[str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value is None:
+        monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOAD_PLUGINS_ENV, value)
+    assert enabled_entry_points() == expected
+
+
+def test_an_allowed_name_that_is_not_installed_is_warned_about(
+    install: Install, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    install("carousel")
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "carousel,carousell")
+    assert "carousel" in default_registry().state_types.names()
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert record.getMessage() == f"{LOAD_PLUGINS_ENV} names plugins that are not installed: carousell"
+
+
+def demo(base: type[Any]) -> type[Any]:
+    return type(f"Demo{base.__name__}", (base,), {"name": "demo", "__doc__": f"A demo {base.__name__}."})
+
+
+class EveryKind:
+    """An in-process plugin implementing every hook, each answering one class named ``demo``."""
+
+    @hookimpl
+    def mcp_engine_state_types(self) -> list[type[StateType]]:
+        return [demo(StateType)]
+
+    @hookimpl
+    def mcp_engine_actions(self) -> list[type[Action]]:
+        return [demo(Action)]
+
+    @hookimpl
+    def mcp_engine_condition_types(self) -> list[type[ConditionType]]:
+        return [demo(ConditionType)]
+
+    @hookimpl
+    def mcp_engine_integration_clients(self) -> list[type[IntegrationClient]]:
+        return [demo(IntegrationClient)]
+
+    @hookimpl
+    def mcp_engine_intent_classifiers(self) -> list[type[IntentClassifier]]:
+        return [demo(IntentClassifier)]
+
+    @hookimpl
+    def mcp_engine_rule_kinds(self) -> list[type[RuleKind]]:
+        return [demo(RuleKind)]
+
+    @hookimpl
+    def mcp_engine_event_sinks(self) -> list[type[EventSink]]:
+        return [demo(EventSink)]
+
+
+def every_kind_registry() -> Registry:
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register_from(EveryKind(), "every-kind", Provider("acme-plugins", "9.9", "every-kind"))
+    return Registry.from_plugin_manager(pm)
+
+
+@pytest.mark.parametrize(
+    ("attr", "base"),
+    [
+        ("state_types", StateType),
+        ("actions", Action),
+        ("conditions", ConditionType),
+        ("integration_clients", IntegrationClient),
+        ("classifiers", IntentClassifier),
+        ("rule_kinds", RuleKind),
+        ("event_sinks", EventSink),
+    ],
+)
+def test_each_hook_fills_its_kind_with_provenance(attr: str, base: type[Any]) -> None:
+    kind = getattr(every_kind_registry(), attr)
+    assert issubclass(kind.get("demo"), base)
+    assert kind.providers["demo"] == Provider("acme-plugins", "9.9", "every-kind")
+
+
+def test_a_plugin_registered_directly_is_its_own_provider() -> None:
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register(EveryKind(), name="local")
+    assert Registry.from_plugin_manager(pm).actions.providers["demo"] == Provider("local", "", "local")
+
+
+def test_one_plugin_name_from_two_distributions_stops_the_start() -> None:
+    pm = PluginHost()
+    pm.register_from(EveryKind(), "demo", Provider("acme-a", "1", "demo"))
+    with pytest.raises(PluginClash, match=r"plugin 'demo' is provided twice: by acme-a 1 .* and by acme-b 2"):
+        pm.register_from(EveryKind(), "demo", Provider("acme-b", "2", "demo"))
+
+
+def test_describe_lists_kind_name_provider_version_and_description(install: Install) -> None:
+    install("carousel")
+    rows = default_registry().describe()
+    assert {
+        "kind": "state type",
+        "name": "carousel",
+        "provider": "mcp-engine-carousel",
+        "version": "1.2.0",
+        "plugin": "carousel",
+        "description": "Shows a carousel of items.",
+    } in rows
+    assert {"kind": "action", "name": "send_sms", "description": "Sends a text message."}.items() <= next(
+        row for row in rows if row["name"] == "send_sms"
+    ).items()
+    assert {row["kind"] for row in rows} == {kind.label for kind in Registry().kinds()}
+
+
+@pytest.mark.parametrize("enabled", [["carousel"], ["mcp-engine-carousel"], ["MCP_Engine.Carousel"]])
+def test_a_tenant_that_enabled_a_plugin_by_name_or_distribution_sees_it(
+    install: Install, enabled: list[str]
+) -> None:
+    install("carousel")
+    view = default_registry().tenant_view(enabled)
+    assert view.state_types.providers["carousel"] == CAROUSEL
+    assert validate_data(carousel_flow(), view).ok
+
+
+def test_a_tenant_that_did_not_enable_a_plugin_fails_validation_but_keeps_builtins(install: Install) -> None:
+    install("carousel")
+    registry = default_registry()
+    assert registry.tenant_view(None) is registry
+    view = registry.tenant_view(["some-other-plugin"])
+    assert "carousel" not in view.state_types.names()
+    assert view.state_types.names() == sorted(set(registry.state_types.names()) - {"carousel"})
+    errors = validate_data(carousel_flow(), view).errors
+    assert {p.pointer for p in errors} >= {"/states/helping/type", "/states/helping/entry_actions/0/type"}
+
+
+def test_the_plugins_command_prints_a_table_or_json(install: Install) -> None:
+    install("carousel")
+    text = CliRunner().invoke(main, ["plugins"])
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0].split() == ["KIND", "NAME", "PROVIDER"]
+    assert any(
+        line.split() == ["state", "type", "carousel", "mcp-engine-carousel", "1.2.0"] for line in lines
+    )
+    as_json = CliRunner().invoke(main, ["plugins", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output) == default_registry().describe()

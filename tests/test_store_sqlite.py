@@ -1,0 +1,126 @@
+"""The embedded SQLite store: the whole store contract, plus what only a file-backed store has."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mcp_engine.errors import ConversationBusy
+from mcp_engine.store.base import Store
+from mcp_engine.store.sqlite import PURGE_INTERVAL_S, SQLiteStore
+from mcp_engine.store.sqlite_locks import ConversationLocks
+from mcp_engine.store.sqlite_schema import MIGRATIONS, statements
+from tests.store_contract import A, OpenStore, StoreContract, turn
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    async def open_store(self, tmp_path: Path) -> AsyncIterator[OpenStore]:
+        opened: list[SQLiteStore] = []
+
+        async def open_store() -> Store:
+            store = SQLiteStore(str(tmp_path / "engine.db"))
+            await store.open()
+            opened.append(store)
+            return store
+
+        yield open_store
+        for store in opened:
+            await store.close()
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def clocked(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStore, Clock]]:
+    clock = Clock()
+    store = SQLiteStore(str(tmp_path / "engine.db"), idempotency_ttl_s=60, clock=clock)
+    await store.open()
+    yield store, clock
+    await store.close()
+
+
+def query(path: str, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
+    path = str(tmp_path / "engine.db")
+    for _ in range(3):
+        store = SQLiteStore(path)
+        await store.open()
+        await store.close()
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "SELECT version FROM schema_version") == [(n,) for n in range(1, len(MIGRATIONS) + 1)]
+
+
+def test_statements_splits_scripts_and_refuses_an_unfinished_one() -> None:
+    script = "CREATE TABLE a (x TEXT DEFAULT ';');\n-- note\nCREATE INDEX i ON a (x);\n"
+    assert list(statements(script)) == [
+        "CREATE TABLE a (x TEXT DEFAULT ';');",
+        "-- note\nCREATE INDEX i ON a (x);",
+    ]
+    with pytest.raises(ValueError, match="incomplete"):
+        list(statements("CREATE TABLE b (x TEXT)"))
+
+
+async def test_idempotency_records_expire_after_the_ttl(clocked: tuple[SQLiteStore, Clock]) -> None:
+    store, clock = clocked
+    await store.commit(turn(None, message_id="m1", reply={"r": 1}))
+    clock.now += 59
+    assert await store.reply_for(A, "c1", "m1") == {"r": 1}
+    clock.now += 2
+    assert await store.reply_for(A, "c1", "m1") is None
+    clock.now += PURGE_INTERVAL_S
+    await store.commit(turn(1, message_id="m2", reply={"r": 2}))  # also purges what expired
+    assert query(store.path, "SELECT message_id FROM idempotency") == [("m2",)]
+
+
+async def test_a_reprocessed_message_replaces_its_expired_record(clocked: tuple[SQLiteStore, Clock]) -> None:
+    store, clock = clocked
+    await store.commit(turn(None, message_id="m1", reply={"r": 1}))
+    clock.now += 61
+    await store.commit(turn(1, message_id="m1", reply={"r": 2}))
+    assert await store.reply_for(A, "c1", "m1") == {"r": 2}
+
+
+async def test_a_closed_store_is_not_ready_and_refuses_work(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "engine.db"))
+    assert not await store.ready()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.load(A, "c1")
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.commit(turn(None))
+
+
+async def test_locks_are_dropped_when_unused() -> None:
+    locks = ConversationLocks()
+    async with locks.hold(A, "c1", 1), locks.hold(A, "c2", 1):
+        assert len(locks) == 2
+        with pytest.raises(ConversationBusy):
+            async with locks.hold(A, "c1", 0):
+                pass
+        assert len(locks) == 2
+    assert len(locks) == 0
+
+    async def waiter() -> None:
+        async with locks.hold(A, "c1", 5):
+            await asyncio.sleep(0)
+
+    async with locks.hold(A, "c1", 1):
+        task = asyncio.create_task(waiter())
+        await asyncio.sleep(0.01)
+        assert len(locks) == 1
+    await task
+    assert len(locks) == 0
