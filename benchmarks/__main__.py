@@ -13,6 +13,7 @@ from benchmarks.report import Section, write
 BENCHMARKS = {
     "rules": "benchmarks.rules",
     "compile": "benchmarks.compile",
+    "turns": "benchmarks.turns",
 }
 
 

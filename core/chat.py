@@ -22,7 +22,8 @@ from mcp_engine.store.sqlite import SQLiteStore
 PROMPT = "you> "
 
 
-async def chat(flow_path: Path, db: Path | None, debug: bool, channel: str, out: TextIO = sys.stdout) -> int:
+async def chat(flow_path: Path, db: Path | None, debug: bool, channel: str, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     result = validate_file(flow_path)
     if result.flow is None or not result.ok:
         for problem in result.problems:

@@ -85,12 +85,15 @@ class StateType(Plugin):
     async def enter(self, turn: TurnView) -> None:
         """Run the state's "on entry" behaviour (SPEC §3): emit, call, extract. Nothing by default."""
 
-    async def receive(self, turn: TurnView) -> bool:
-        """Process the delivered event before the transitions are evaluated.
+    async def receive(self, turn: TurnView) -> None:
+        """Take in the delivered event (extract, classify, validate) before the transitions are evaluated.
 
-        Return True when the state answered by itself (a re-prompt, a retry prompt): then a turn in which
-        no transition holds is not a no-match. Nothing by default.
+        Emit nothing here: a transition may take the conversation elsewhere. Nothing by default.
         """
+
+    async def respond(self, turn: TurnView) -> bool:
+        """Answer by itself when no transition held after ``receive`` and the state stays (a re-prompt,
+        a retry prompt): return True. False (the default) lets the no-match handler answer."""
         return False
 
 

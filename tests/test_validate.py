@@ -379,3 +379,24 @@ def test_any_broken_document_gives_a_list_never_a_traceback(data: st.DataObject,
     assert all(p.severity in ("error", "warning") for p in result.problems)
     assert all(p.pointer == "" or p.pointer.startswith("/") for p in result.problems)
     assert result.ok == (not result.errors)
+
+
+def test_bad_jsonpath_and_template_and_classifier_are_reported() -> None:
+    doc = minimal_flow()
+    doc["states"]["check"]["config"]["response_mapping"] = {"variables.stock": "$.items[?(@.x ==]"}
+    doc["states"]["helping"]["config"]["response_templates"]["default"] = "Hi {{ slots.size "
+    doc["settings"] = {"classifier": "bulitin"}
+    found = {p.pointer: p for p in problems(doc)}
+    assert "variables.stock" in found["/states/check/config/response_mapping"].message
+    assert found["/states/helping/config/response_templates/default"].code == "template-syntax"
+    assert "did you mean 'builtin'" in found["/settings/classifier"].message
+
+
+def test_classifier_config_is_checked_against_the_classifier() -> None:
+    doc = minimal_flow()
+    doc["settings"] = {
+        "classifier": "http",
+        "classifier_config": {"url": "http://127.0.0.1:9", "timout_ms": 5},
+    }
+    (problem,) = problems(doc)
+    assert problem.pointer == "/settings/classifier_config/timout_ms"

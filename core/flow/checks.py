@@ -11,8 +11,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from mcp_engine.expressions.evaluate import paths
@@ -22,6 +20,7 @@ from mcp_engine.flow.models import Action, Flow
 from mcp_engine.flow.problems import Problem, pointer
 from mcp_engine.kinds import ConditionType, Reference
 from mcp_engine.plugin_manager import Kind, Registry
+from mcp_engine.runtime.templates import TemplateCompileError, TemplateEngine
 
 Path = tuple[str | int, ...]
 
@@ -66,7 +65,7 @@ class ReferenceChecker:
     configs: dict[str, BaseModel] = field(default_factory=dict)
     uses: list[_Use] = field(default_factory=list)
     expressions: dict[Path, Node] = field(default_factory=dict)
-    _templates: SandboxedEnvironment = field(default_factory=SandboxedEnvironment)
+    _templates: TemplateEngine = field(default_factory=TemplateEngine)
 
     def error(self, path: Path, message: str, code: str) -> None:
         self.problems.append(Problem("error", pointer(*path), message, code))
@@ -82,6 +81,7 @@ class ReferenceChecker:
                     f"(known: {known(self.registry.integration_clients.names())})",
                     "unknown-integration-type",
                 )
+        self.check_classifier()
         handlers = flow.global_handlers
         for intent, handler in handlers.intents.items():
             self.use(Reference("intent", intent), ("global_handlers", "intents", intent))
@@ -112,6 +112,23 @@ class ReferenceChecker:
                 self.check_actions(transition.actions, (*base, "actions"))
         self.resolve()
         return self.problems
+
+    def check_classifier(self) -> None:
+        settings = self.flow.settings
+        kind = self.registry.classifiers
+        classifier = kind.get(settings.classifier)
+        if classifier is None:
+            self.error(
+                ("settings", "classifier"),
+                f"unknown intent classifier '{settings.classifier}'{near(settings.classifier, kind.names())} "
+                f"(known: {known(kind.names())})",
+                "unknown-classifier",
+            )
+            return
+        try:
+            classifier.Config.model_validate(settings.classifier_config)
+        except ValidationError as exc:
+            self.problems.extend(pydantic_problems(exc, ("settings", "classifier_config")))
 
     def configure(self, kind: Kind[Any], name: str, config: dict[str, Any], path: Path) -> BaseModel | None:
         plugin = kind.get(name)
@@ -241,9 +258,9 @@ class ReferenceChecker:
 
     def check_template(self, template: str, path: Path) -> None:
         try:
-            self._templates.parse(template)
-        except TemplateSyntaxError as exc:
-            self.error(path, f"template does not parse (line {exc.lineno}): {exc.message}", "template-syntax")
+            self._templates.compile(template)
+        except TemplateCompileError as exc:
+            self.error(path, str(exc), "template-syntax")
 
     def check_expression(self, text: str, path: Path) -> Iterator[_Use]:
         try:

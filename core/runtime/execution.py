@@ -160,6 +160,11 @@ class ExecutionService:
             raise InvalidInput(
                 f"content.type must be text or event, not '{message.type}'", {"field": "content.type"}
             )
+        if not message.text.strip():
+            raise InvalidInput(
+                "the message has no text (an event names itself in its text, e.g. 'timeout')",
+                {"field": "content.text"},
+            )
 
     async def _run(
         self,
@@ -172,7 +177,7 @@ class ExecutionService:
     ) -> tuple[Turn, dict[str, Any]]:
         force = hints.force_flow if hints else None
         context = conversation.context if conversation else None
-        before = copy.deepcopy(context) if context else {}
+        before = _snapshot(context) if context else {}
         new_run = context is None or context["run"]["completed"] or (force and force != context["flow_id"])
         if new_run:
             flow_id = force or (context["flow_id"] if context else await self._default_flow(tenant_id))
@@ -186,6 +191,8 @@ class ExecutionService:
             start_run(context, compiled.flow)
         if message.user_id:
             context["user_id"] = message.user_id
+        if message.channel:  # templates follow the channel of the current message (SPEC §3)
+            context["channel"] = message.channel
         limit = compiled.flow.settings.max_message_chars
         if len(message.text) > limit:
             raise InvalidInput(
@@ -327,3 +334,12 @@ def _event_of(message: InboundMessage) -> dict[str, Any]:
             "attributes": message.attributes,
         }
     return {"type": "message", "text": message.text, "attributes": message.attributes}
+
+
+def _snapshot(context: dict[str, Any]) -> dict[str, Any]:
+    """What ``flat_updates`` compares, copied: cheaper than copying the whole context every turn."""
+    return {
+        "slots": copy.deepcopy(context.get("slots") or {}),
+        "variables": copy.deepcopy(context.get("variables") or {}),
+        "current_state": context.get("current_state"),
+    }

@@ -63,7 +63,7 @@ class SinkFanout:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(WEBHOOK_ATTEMPTS),
-                wait=wait_exponential_jitter(initial=0.2, max=5),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5, jitter=0.2),
                 retry=retry_if_exception_type(Exception),
                 reraise=True,
             ):

@@ -15,7 +15,7 @@ from typing import Any
 from mcp_engine.flow.models import Flow
 from mcp_engine.kinds import Action, IntegrationClient
 from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
-from mcp_engine.runtime.context import namespace, remember, start_run
+from mcp_engine.runtime.context import namespace, remember
 from mcp_engine.runtime.view import (
     ExtractContext,
     IntegrationResult,
@@ -62,6 +62,7 @@ class Turn:
         self._steps = 0
         self._pending_flow: tuple[str, str] | None = None
         self._recovering = False
+        self._classified = False  # this turn's message was classified: input facts may use the intent
 
     # --- TurnView -------------------------------------------------------------------------------
 
@@ -168,9 +169,10 @@ class Turn:
                 "message_in", {"text": event.get("text", ""), "attributes": event.get("attributes", {})}
             )
             if await self._classify_and_digress(str(event.get("text", ""))):
+                self._context["no_match_count"] = 0  # a global handler matched (SPEC §5)
                 return
         state = self.state
-        answered = await state.plugin.receive(self)
+        await state.plugin.receive(self)
         index = state.evaluator.select(self._facts(state, "input"))
         if index is not None:
             self._context["no_match_count"] = 0
@@ -178,7 +180,7 @@ class Turn:
             return
         if self._context["slot_filling"].get("exhausted"):
             raise TurnError("retries_exhausted", f"state '{state.name}': slot retries exhausted")
-        if answered:
+        if await state.plugin.respond(self):
             self._context["no_match_count"] = 0
         else:
             await self._no_match()
@@ -188,6 +190,7 @@ class Turn:
         if not state.candidates or not text.strip():
             return False
         ranked = await self.compiled.classifier.classify(text, state.candidates)
+        self._classified = True
         self.scores = {score.name: round(score.confidence, 4) for score in ranked}
         if not ranked:
             self._context["intent"] = {"name": None, "confidence": 0.0}
@@ -223,7 +226,8 @@ class Turn:
         return True
 
     def _facts(self, state: CompiledState, phase: str) -> dict[str, Any]:
-        intent = self._context.get("intent") if phase == "input" else None
+        # intent_match / low_confidence hold on this turn's classification, never on an earlier message's
+        intent = self._context.get("intent") if phase == "input" and self._classified else None
         integration = self._context.get("last_integration")
         if integration is not None and integration.get("state") != state.name:
             integration = None
@@ -321,14 +325,18 @@ class Turn:
         if await self._run_actions(state.entry_actions):
             raise _Redirected
         await state.plugin.enter(self)
+        self._arm_timer(state)
+
+    def _arm_timer(self, state: CompiledState) -> None:
+        """A wait state's server-side timeout starts when it is entered (or resumed after a digression)."""
         if state.timeout_ms:
             run = uuid.uuid4().hex
-            self._context["timer"] = {"state": name, "run": run}
+            self._context["timer"] = {"state": state.name, "run": run}
             self.timer = Timer(
                 self._context["tenant_id"],
                 self._context["conversation_id"],
                 self.now + state.timeout_ms / 1000,
-                name,
+                state.name,
                 run,
             )
 
@@ -352,6 +360,7 @@ class Turn:
         self._context["current_state"] = frame["state"]
         self.record("resumed", {"state": frame["state"]})
         await self.state.plugin.enter(self)
+        self._arm_timer(self.state)  # the digression's _leave cleared the interrupted state's timer
         return None
 
     async def _resolve_flow_version(self, flow_id: str, version: str) -> CompiledFlow:
@@ -395,9 +404,9 @@ class Turn:
             if error_state:
                 await self._enter_and_follow(error_state)
             else:
+                # back to the initial state, keeping what the conversation knows (SPEC §5)
                 self.emit(APOLOGY)
-                start_run(self._context, self.flow)
-                self._context["current_state"] = None
+                self._context["return_stack"] = []
                 await self._enter_and_follow(self.flow.initial_state)
         except _Redirected:
             return

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_engine import FlowAssets, Reference, RetryPolicy, StateType, TurnView, hookimpl
+from mcp_engine.plugins.integrations.mapping import compile_response_mapping
 
 MAPPING_TARGETS = ("variables.", "slots.", "user_profile.")
 
@@ -32,6 +33,7 @@ class IntegrationCall(BaseModel):
                 raise ValueError(f"target '{target}' must start with one of {', '.join(MAPPING_TARGETS)}")
             if not path.startswith("$"):
                 raise ValueError(f"'{path}' for '{target}' is not a JSONPath (it must start with '$')")
+        compile_response_mapping(mapping)  # a MappingError (a ValueError) names the target and path
         return mapping
 
     @classmethod

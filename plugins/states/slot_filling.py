@@ -98,23 +98,31 @@ class SlotFillingState(StateType):
         turn.emit(turn.render(template))
         return True
 
-    async def receive(self, turn: TurnView) -> bool:
+    async def receive(self, turn: TurnView) -> None:
+        """Fill what the message gives; count an invalid answer to the prompted slot (SPEC §3)."""
+        state = turn.context["slot_filling"]
+        state["answer"] = None
         event = turn.event or {}
         if event.get("type") != "message":
-            return False
+            return
         prompted = self._next_required(turn)
         filled, invalid = self._extract(turn, str(event.get("text", "")), prompted)
         if filled or prompted is None:
-            return self._prompt(turn)
-        reason = invalid.get(prompted, "not understood")
-        state = turn.context["slot_filling"]
+            state["answer"] = "prompt"
+            return
         retries = state.setdefault("retries", {})
         retries[prompted] = retries.get(prompted, 0) + 1
+        reason = invalid.get(prompted, "not understood")
         turn.record("slot_invalid", {"slot": prompted, "reason": reason, "attempt": retries[prompted]})
         if retries[prompted] >= self.config.max_retries:
             state["exhausted"] = True
-            return False
-        return self._prompt(turn, retry=True)
+        else:
+            state["answer"] = "retry"
+
+    async def respond(self, turn: TurnView) -> bool:
+        """No transition held: ask for the next missing slot, or again for an invalid one."""
+        answer = turn.context["slot_filling"].pop("answer", None)
+        return answer is not None and self._prompt(turn, retry=answer == "retry")
 
 
 @hookimpl
