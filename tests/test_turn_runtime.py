@@ -66,7 +66,7 @@ async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(t
     pm = create_plugin_manager(load_entrypoints=False)
     pm.register(StallPlugin(), name="stall")
     engine = await open_engine(
-        tmp_path / "engine.db", Registry.from_plugin_manager(pm), STATE_EXECUTION_TIMEOUT_MS=200
+        tmp_path / "engine.db", Registry.from_plugin_manager(pm), STATE_EXECUTION_TIMEOUT_MS=1500
     )
     try:
         await engine.publish_flow(

@@ -182,8 +182,10 @@ class Turn:
             raise TurnError("retries_exhausted", f"state '{state.name}': slot retries exhausted")
         if await state.plugin.respond(self):
             self._context["no_match_count"] = 0
-        else:
+        elif event.get("type") == "message":
             await self._no_match()
+        else:  # an event nothing here waits for (a late timeout) is not a miss
+            self.record("event_ignored", {"event": event.get("type")})
 
     async def _classify_and_digress(self, text: str) -> bool:
         state = self.state
@@ -353,14 +355,11 @@ class Turn:
         if frame["kind"] == "subflow":
             self.record("subflow_returned", {"state": frame["state"]})
             return str(frame["state"])
-        # a digression: back to the interrupted state, which asks again (its input was the digression's)
+        # a digression: re-enter the interrupted state so it asks again (entry actions, its prompt, its
+        # timer), without the digression's message, which was not an answer to it
         self._event = None
-        previous = self._context["current_state"]
-        remember(self._context["previous_states"], previous)
-        self._context["current_state"] = frame["state"]
         self.record("resumed", {"state": frame["state"]})
-        await self.state.plugin.enter(self)
-        self._arm_timer(self.state)  # the digression's _leave cleared the interrupted state's timer
+        await self._enter(str(frame["state"]))
         return None
 
     async def _resolve_flow_version(self, flow_id: str, version: str) -> CompiledFlow:
