@@ -67,20 +67,55 @@ class ConversationBusy(EngineError):
     grpc_status = "UNAVAILABLE"
 
 
+class ConversationNotFound(EngineError):
+    code = "conversation_not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class DeadlineExceeded(EngineError):
+    """A turn ran past ``STATE_EXECUTION_TIMEOUT_MS`` and was abandoned: nothing of it was written."""
+
+    code = "deadline_exceeded"
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class ConcurrentUpdate(EngineError):
+    """A compare-and-set failed: the conversation changed since it was loaded."""
+
+    code = "concurrent_update"
+    http_status = 409
+    grpc_status = "ABORTED"
+
+
+class VersionExists(EngineError):
+    """A flow version is immutable once stored with other content."""
+
+    code = "version_exists"
+    http_status = 409
+    grpc_status = "ALREADY_EXISTS"
+
+
+class UnstorableData(EngineError):
+    """A value handed to the store is not JSON (a set, an object, a non-string key): nothing is written."""
+
+    code = "unstorable_data"
+
+
 class PluginClash(EngineError):
     """Two providers registered the same name for one plugin kind."""
 
     code = "plugin_clash"
 
 
-ERROR_TABLE: dict[str, tuple[int, str]] = {
-    cls.code: (cls.http_status, cls.grpc_status)
-    for cls in (
-        EngineError,
-        InvalidInput,
-        FlowValidationError,
-        FlowNotFound,
-        PermissionDenied,
-        ConversationBusy,
-    )
-}
+def _table(cls: type[EngineError]) -> dict[str, tuple[int, str]]:
+    table = {cls.code: (cls.http_status, cls.grpc_status)}
+    for sub in cls.__subclasses__():
+        table.update(_table(sub))
+    return table
+
+
+def error_table() -> dict[str, tuple[int, str]]:
+    """Every error code -> (HTTP status, gRPC status), from the hierarchy itself (so it cannot drift)."""
+    return _table(EngineError)

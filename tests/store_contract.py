@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 
-from mcp_engine.errors import ConversationBusy, FlowNotFound, InvalidInput
-from mcp_engine.store.base import (
+from mcp_engine.errors import (
     ConcurrentUpdate,
-    Store,
-    Tenant,
-    Timer,
-    TurnWrite,
+    ConversationBusy,
+    FlowNotFound,
+    InvalidInput,
     UnstorableData,
     VersionExists,
 )
+from mcp_engine.store.base import Store, Tenant, Timer, TurnWrite
 
 OpenStore = Callable[[], Awaitable[Store]]
 A, B = "tenant-a", "tenant-b"

@@ -3,7 +3,6 @@ priorities, the built-in conditions, and the order of actions."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ from tests.turnkit import (
     texts,
     wait,
 )
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
-    engine = await open_engine(tmp_path / "engine.db")
-    yield engine
-    await engine.close()
-
 
 ORDER_INTENTS = {
     "order": {"examples": ["I want to order a pizza"]},

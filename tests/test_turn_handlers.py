@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.turn import APOLOGY
@@ -17,21 +13,12 @@ from tests.turnkit import (
     flow,
     go,
     on,
-    open_engine,
     response,
     set_action,
     talk,
     texts,
     wait,
 )
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
-    engine = await open_engine(tmp_path / "engine.db")
-    yield engine
-    await engine.close()
-
 
 INTENTS = {
     "order": {"patterns": [r"\border\b", r"\bpizzas?\b"]},

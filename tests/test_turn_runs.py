@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,20 +17,12 @@ from tests.turnkit import (
     history_types,
     msg,
     on,
-    open_engine,
     response,
     set_action,
     talk,
     texts,
     wait,
 )
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
-    engine = await open_engine(tmp_path / "engine.db")
-    yield engine
-    await engine.close()
 
 
 def trigger(flow_id: str, return_state: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,10 @@ import pytest
 from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
+from mcp_engine.errors import ConcurrentUpdate, DeadlineExceeded
 from mcp_engine.plugin_manager import Registry, create_plugin_manager
-from mcp_engine.runtime.execution import DeadlineExceeded, ExecutionService
-from mcp_engine.store.base import ConcurrentUpdate, Tenant
+from mcp_engine.runtime.execution import ExecutionService
+from mcp_engine.store.base import Tenant
 from tests.turnkit import (
     TENANT,
     end,
@@ -34,13 +34,6 @@ from tests.turnkit import (
 )
 
 LATER = 3600.0  # seconds: "now" for fire_due_timers, well after every timer of these tests
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
-    engine = await open_engine(tmp_path / "engine.db")
-    yield engine
-    await engine.close()
 
 
 # --- the turn deadline --------------------------------------------------------------------------

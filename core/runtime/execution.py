@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_engine.config import EngineSettings
-from mcp_engine.errors import EngineError, FlowNotFound, InvalidInput
+from mcp_engine.errors import (
+    ConversationNotFound,
+    DeadlineExceeded,
+    EngineError,
+    FlowNotFound,
+    InvalidInput,
+)
 from mcp_engine.plugin_manager import Registry, default_registry
 from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.compiled import CompiledFlow
@@ -28,18 +34,6 @@ from mcp_engine.runtime.turn import Turn
 from mcp_engine.store.base import Conversation, FlowVersion, Store, Tenant, Timer, TurnWrite
 
 log = logging.getLogger(__name__)
-
-
-class DeadlineExceeded(EngineError):
-    code = "deadline_exceeded"
-    http_status = 504
-    grpc_status = "DEADLINE_EXCEEDED"
-
-
-class ConversationNotFound(EngineError):
-    code = "conversation_not_found"
-    http_status = 404
-    grpc_status = "NOT_FOUND"
 
 
 @dataclass

@@ -13,31 +13,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from mcp_engine.errors import EngineError
+from mcp_engine.errors import UnstorableData
 
 FlowStatus = Literal["draft", "published"]
-
-
-class ConcurrentUpdate(EngineError):
-    """A compare-and-set failed: the conversation changed since it was loaded."""
-
-    code = "concurrent_update"
-    http_status = 409
-    grpc_status = "ABORTED"
-
-
-class VersionExists(EngineError):
-    """A flow version is immutable once stored with other content."""
-
-    code = "version_exists"
-    http_status = 409
-    grpc_status = "ALREADY_EXISTS"
-
-
-class UnstorableData(EngineError):
-    """A value handed to the store is not JSON (a set, an object, a non-string key): nothing is written."""
-
-    code = "unstorable_data"
 
 
 def encode_json(value: Any, what: str, canonical: bool = False) -> bytes:

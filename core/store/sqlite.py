@@ -22,18 +22,8 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from mcp_engine.errors import FlowNotFound, InvalidInput
-from mcp_engine.store.base import (
-    ConcurrentUpdate,
-    Conversation,
-    FlowVersion,
-    Tenant,
-    Timer,
-    TurnWrite,
-    UnstorableData,
-    VersionExists,
-    encode_json,
-)
+from mcp_engine.errors import ConcurrentUpdate, FlowNotFound, InvalidInput, UnstorableData, VersionExists
+from mcp_engine.store.base import Conversation, FlowVersion, Tenant, Timer, TurnWrite, encode_json
 from mcp_engine.store.sqlite_locks import ConversationLocks
 from mcp_engine.store.sqlite_schema import migrate
 
