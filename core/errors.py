@@ -55,6 +55,26 @@ class FlowNotFound(EngineError):
     grpc_status = "NOT_FOUND"
 
 
+class Unauthenticated(EngineError):
+    """No key, an unknown key or a revoked key."""
+
+    code = "unauthenticated"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class Overloaded(EngineError):
+    """More turns in flight than ``MAX_PARALLEL_EXECUTIONS``: refused at once, safe to retry."""
+
+    code = "overloaded"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, {"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
 class PermissionDenied(EngineError):
     code = "permission_denied"
     http_status = 403

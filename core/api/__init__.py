@@ -1,0 +1,1 @@
+"""The network adapters: thin layers over ExecutionService and the store."""
