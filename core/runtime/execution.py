@@ -106,8 +106,15 @@ class ExecutionService:
     # --- the turn -------------------------------------------------------------------------------
 
     async def process_message(
-        self, tenant_id: str, conversation_id: str, message: InboundMessage, hints: Hints | None = None
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        message: InboundMessage,
+        hints: Hints | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
+        """One turn. ``deadline`` (``time.monotonic()``) is the caller's (a gRPC client deadline): a turn
+        that cannot finish before it, or before ``STATE_EXECUTION_TIMEOUT_MS``, is abandoned unwritten."""
         started = time.perf_counter()
         self._check_input(tenant_id, conversation_id, message)
         message_id = message.metadata.get("message_id") or None
@@ -123,7 +130,11 @@ class ExecutionService:
                     return stored
             conversation = await self.store.load(tenant_id, conversation_id)
             event = _event_of(message)
-            turn, before = await self._run(tenant_id, conversation_id, conversation, message, event, hints)
+            turn, before = await self._run(
+                tenant_id, conversation_id, conversation, message, event, hints, deadline
+            )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded("the caller's deadline passed before the turn could be saved")
             reply = self._reply(turn, before, started)
             await self.store.commit(
                 TurnWrite(
@@ -168,6 +179,7 @@ class ExecutionService:
         message: InboundMessage,
         event: dict[str, Any],
         hints: Hints | None,
+        deadline: float | None = None,
     ) -> tuple[Turn, dict[str, Any]]:
         force = hints.force_flow if hints else None
         context = conversation.context if conversation else None
@@ -193,6 +205,10 @@ class ExecutionService:
                 f"the message is longer than the flow's {limit} characters", {"field": "content.text"}
             )
         deadline_s = self.settings.state_execution_timeout_ms / 1000
+        if deadline is not None:
+            deadline_s = min(deadline_s, deadline - time.monotonic())
+            if deadline_s <= 0:
+                raise DeadlineExceeded("the caller's deadline passed before the turn started")
         turn = Turn(
             compiled, context, event, lambda ref: self._resolve(tenant_id, ref), time.monotonic() + deadline_s
         )
@@ -203,7 +219,7 @@ class ExecutionService:
                 await turn.deliver()
         except TimeoutError as exc:
             raise DeadlineExceeded(
-                f"the turn took longer than {self.settings.state_execution_timeout_ms} ms and was abandoned"
+                f"the turn did not finish within {deadline_s * 1000:.0f} ms and was abandoned"
             ) from exc
         context["updated_at"] = time.time()
         return turn, before
