@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from mcp_engine.flow.validate import ValidationResult, validate_file
 from mcp_engine.plugin_manager import default_registry
+
+if TYPE_CHECKING:
+    from mcp_engine.auth import Authenticator
+    from mcp_engine.store.base import ApiKey
+
+_T = TypeVar("_T")
 
 
 @click.group()
@@ -108,3 +117,149 @@ def chat(flow: Path, debug: bool, db: Path | None, channel: str) -> None:
     from mcp_engine.chat import chat as run_chat
 
     sys.exit(asyncio.run(run_chat(flow, db, debug, channel)))
+
+
+_DB = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SQLite file to manage (default: MCP_SQLITE_PATH).",
+)
+
+
+@main.group()
+def tenants() -> None:
+    """Create tenants and manage their API keys, directly in the engine's store (no server needed).
+
+    A key is printed once, alone on standard output (so `KEY=$(mcp-engine tenants key acme)` works);
+    the store keeps only its hash, so a lost key cannot be shown again: make a new one, revoke the old.
+    """
+
+
+@tenants.command("create")
+@click.argument("tenant_id")
+@_DB
+def tenants_create(tenant_id: str, db: Path | None) -> None:
+    """Create TENANT_ID and print its first API key."""
+
+    async def create(auth: Authenticator) -> tuple[str, str]:
+        await auth.create_tenant(tenant_id)
+        return await auth.create_key(tenant_id)
+
+    key_id, key = _administer(db, create, new_file_ok=True)
+    click.echo(f"created tenant '{tenant_id}' with key {key_id}; it is shown only now:", err=True)
+    click.echo(key)
+
+
+@tenants.command("key")
+@click.argument("tenant_id")
+@_DB
+def tenants_key(tenant_id: str, db: Path | None) -> None:
+    """Print a new API key for TENANT_ID (its other keys stay valid)."""
+    key_id, key = _administer(db, lambda auth: auth.create_key(tenant_id))
+    click.echo(f"new key {key_id} for tenant '{tenant_id}'; it is shown only now:", err=True)
+    click.echo(key)
+
+
+@tenants.command("revoke")
+@click.argument("tenant_id")
+@click.argument("key_id")
+@_DB
+def tenants_revoke(tenant_id: str, key_id: str, db: Path | None) -> None:
+    """Revoke TENANT_ID's key KEY_ID (a running engine refuses it within seconds)."""
+
+    async def revoke(auth: Authenticator) -> bool:
+        await auth.list_keys(tenant_id)  # an unknown tenant: a clear error, not "no such key"
+        return await auth.revoke_key(tenant_id, key_id)
+
+    if not _administer(db, revoke):
+        raise click.ClickException(f"tenant '{tenant_id}' has no live key '{key_id}'")
+    click.echo(f"revoked key {key_id} of tenant '{tenant_id}'")
+
+
+@tenants.command("list")
+@click.argument("tenant_id", required=False)
+@_DB
+def tenants_list(tenant_id: str | None, db: Path | None) -> None:
+    """List the keys (ids and states, never secrets) of TENANT_ID, or of every tenant."""
+
+    async def keys(auth: Authenticator) -> list[tuple[str, list[ApiKey]]]:
+        ids = [tenant_id] if tenant_id else [t.tenant_id for t in await auth.store.list_tenants()]
+        return [(one, await auth.list_keys(one)) for one in ids]
+
+    rows = [("TENANT", "KEY_ID", "CREATED", "STATE")]
+    for one, listed in _administer(db, keys):
+        found = [(one, k.key_id, _when(k.created_at), _state(k)) for k in listed]
+        rows += found or [(one, "-", "-", "no keys")]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for *cells, state in rows:
+        click.echo("".join(f"{cell:<{width}}  " for cell, width in zip(cells, widths, strict=True)) + state)
+
+
+def _administer(
+    db: Path | None, action: Callable[[Authenticator], Awaitable[_T]], new_file_ok: bool = False
+) -> _T:
+    """Run ``action`` with an Authenticator on the configured SQLite store; engine errors exit 1 cleanly."""
+    import asyncio
+
+    from mcp_engine.auth import Authenticator
+    from mcp_engine.config import EngineSettings
+    from mcp_engine.errors import EngineError
+    from mcp_engine.store.sqlite import SQLiteStore
+
+    settings = EngineSettings()
+    if db is None and settings.postgres_uri:
+        raise click.ClickException("POSTGRES_URI is set; `tenants` manages an SQLite store only: pass --db")
+    path = db or Path(settings.sqlite_path)
+    if not new_file_ok and not path.exists():
+        raise click.ClickException(f"no store at {path} (set MCP_SQLITE_PATH or pass --db)")
+
+    async def run() -> _T:
+        store = SQLiteStore(str(path))
+        await store.open()
+        try:
+            return await action(Authenticator(store, "on", None))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except EngineError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _state(key: ApiKey) -> str:
+    return "live" if key.revoked_at is None else f"revoked {_when(key.revoked_at)}"
+
+
+@main.command()
+@click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Publish every flow document (*.json, *.yaml, *.yml) of this folder at start.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address both servers listen on.")
+@click.option(
+    "--default-flow",
+    envvar="MCP_DEFAULT_FLOW",
+    help="The flow (by id) that becomes its tenant's default; else a tenant's first flow of --flows.",
+)
+def serve(flows_dir: Path | None, host: str, default_flow: str | None) -> None:
+    """Serve REST (HTTP_PORT) and gRPC (GRPC_PORT) until SIGTERM/SIGINT; MCP_LOG_FORMAT=json for JSON logs."""
+    import asyncio
+    import os
+
+    from mcp_engine.config import EngineSettings
+    from mcp_engine.errors import EngineError
+    from mcp_engine.logs import configure_logging
+    from mcp_engine.serve import serve as run_server
+
+    configure_logging(os.environ.get("MCP_LOG_FORMAT"))
+    try:
+        sys.exit(asyncio.run(run_server(EngineSettings(), host, flows_dir, default_flow)))
+    except EngineError as exc:
+        raise click.ClickException(exc.message) from exc

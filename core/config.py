@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,3 +24,15 @@ class EngineSettings(BaseSettings):
     event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
     timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")
     compiled_flow_cache: int = Field(2_000, ge=1, alias="MCP_COMPILED_FLOW_CACHE")
+    auth: Literal["on", "off"] | None = Field(
+        None, alias="MCP_AUTH", description="Unset: on with POSTGRES_URI, off on the embedded default"
+    )
+    admin_key: SecretStr | None = Field(None, alias="MCP_ADMIN_KEY")  # SecretStr: never in a repr or log
+
+    @property
+    def auth_mode(self) -> Literal["on", "off"]:
+        """``MCP_AUTH`` if set; else "on" for a PostgreSQL deployment (a server others reach) and "off" for
+        the embedded SQLite default (one developer's machine), where serve warns loudly."""
+        if self.auth is not None:
+            return self.auth
+        return "on" if self.postgres_uri else "off"

@@ -61,6 +61,52 @@ class StoreContract:
         assert await store.get_tenant(A) == Tenant(A)
         assert await store.get_tenant(B) is None
 
+    async def test_list_tenants(self, store: Store) -> None:
+        assert await store.list_tenants() == []
+        await store.put_tenant(Tenant(B, default_flow="pizza"))
+        await store.put_tenant(Tenant(A))
+        assert await store.list_tenants() == [Tenant(A), Tenant(B, default_flow="pizza")]
+
+    # API keys
+
+    async def test_api_key_round_trip(self, store: Store) -> None:
+        assert await store.find_api_key("h1") is None
+        stored = await store.put_api_key(A, "k1", "h1")
+        assert (stored.key_id, stored.tenant_id, stored.revoked_at) == ("k1", A, None)
+        assert await store.find_api_key("h1") == stored
+        await store.put_api_key(A, "k2", "h2")
+        assert await store.list_api_keys(A) == [stored, await store.find_api_key("h2")]
+        assert await store.list_api_keys(B) == []
+
+    async def test_api_key_ids_and_hashes_are_unique(self, store: Store) -> None:
+        await store.put_api_key(A, "k1", "h1")
+        with pytest.raises(InvalidInput):
+            await store.put_api_key(A, "k1", "h2")
+        with pytest.raises(InvalidInput):
+            await store.put_api_key(B, "k9", "h1")
+        await store.put_api_key(B, "k1", "h3")  # key ids are per tenant
+        assert [k.key_id for k in await store.list_api_keys(A)] == ["k1"]
+
+    async def test_a_revoked_api_key_is_not_found(self, store: Store) -> None:
+        await store.put_api_key(A, "k1", "h1")
+        await store.put_api_key(A, "k2", "h2")
+        assert await store.revoke_api_key(A, "k1")
+        assert not await store.revoke_api_key(A, "k1")  # already revoked
+        assert not await store.revoke_api_key(A, "nope")
+        assert await store.find_api_key("h1") is None
+        assert await store.find_api_key("h2") is not None
+        listed = {k.key_id: k.revoked_at for k in await store.list_api_keys(A)}
+        assert listed["k1"] is not None
+        assert listed["k2"] is None
+
+    async def test_api_keys_are_tenant_scoped(self, store: Store) -> None:
+        await store.put_api_key(A, "k1", "h1")
+        assert not await store.revoke_api_key(B, "k1")  # another tenant's id revokes nothing
+        found = await store.find_api_key("h1")
+        assert found is not None
+        assert found.tenant_id == A
+        assert await store.list_api_keys(B) == []
+
     # flows
 
     async def test_save_flow_version_is_idempotent(self, store: Store) -> None:
@@ -357,6 +403,7 @@ class StoreContract:
         await store.publish(A, "pizza", "1.0.0")
         await store.commit(turn(None, events=[{"type": "e"}], message_id="m", reply={"r": 1}, timer=timer()))
         await store.record_events([{"tenant_id": A, "type": "message_in"}])
+        key = await store.put_api_key(A, "k1", "h1")
         await store.close()
         await store.close()  # twice is fine
         assert not await store.ready()
@@ -373,6 +420,7 @@ class StoreContract:
         assert await reopened.reply_for(A, "c1", "m") == {"r": 1}
         assert await reopened.due_timers(now=1e9) == [timer()]
         assert [e["type"] for e in await reopened.events(A)] == ["message_in"]
+        assert await reopened.find_api_key("h1") == key
 
     async def test_opening_again_migrates_nothing_and_keeps_data(self, open_store: OpenStore) -> None:
         store = await open_store()

@@ -13,7 +13,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_engine.config import EngineSettings
 from mcp_engine.errors import (
@@ -32,6 +32,9 @@ from mcp_engine.runtime.services import Services
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
 from mcp_engine.store.base import Conversation, FlowVersion, Store, Tenant, Timer, TurnWrite
+
+if TYPE_CHECKING:
+    from mcp_engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +65,10 @@ class ExecutionService:
         registry: Registry | None = None,
         settings: EngineSettings | None = None,
         services: Services | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics  # None: no metrics, and the turn pays nothing for them
         self.registry = registry or default_registry()
         self.settings = settings or EngineSettings()
         self.services = services or Services()
@@ -115,20 +120,45 @@ class ExecutionService:
     ) -> dict[str, Any]:
         """One turn. ``deadline`` (``time.monotonic()``) is the caller's (a gRPC client deadline): a turn
         that cannot finish before it, or before ``STATE_EXECUTION_TIMEOUT_MS``, is abandoned unwritten."""
+        try:
+            return await self._process(tenant_id, conversation_id, message, hints, deadline)
+        except EngineError as exc:
+            if self.metrics is not None:
+                self.metrics.error("request", exc.code)
+            raise
+
+    async def _process(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        message: InboundMessage,
+        hints: Hints | None,
+        deadline: float | None,
+    ) -> dict[str, Any]:
         started = time.perf_counter()
+        metrics = self.metrics
         self._check_input(tenant_id, conversation_id, message)
         message_id = message.metadata.get("message_id") or None
         if message_id is not None:
+            reading = time.perf_counter()
             stored = await self.store.reply_for(tenant_id, conversation_id, message_id)
+            if metrics is not None:
+                metrics.store["reply_for"].observe(time.perf_counter() - reading)
             if stored is not None:
                 return stored
         timeout = self.settings.context_lock_timeout_ms / 1000
+        waiting = time.perf_counter()
         async with self.store.lock(tenant_id, conversation_id, timeout):
+            if metrics is not None:
+                metrics.lock_wait.observe(time.perf_counter() - waiting)
             if message_id is not None:
                 stored = await self.store.reply_for(tenant_id, conversation_id, message_id)
                 if stored is not None:
                     return stored
+            loading = time.perf_counter()
             conversation = await self.store.load(tenant_id, conversation_id)
+            if metrics is not None:
+                metrics.store["load"].observe(time.perf_counter() - loading)
             event = _event_of(message)
             turn, before = await self._run(
                 tenant_id, conversation_id, conversation, message, event, hints, deadline
@@ -136,6 +166,7 @@ class ExecutionService:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceeded("the caller's deadline passed before the turn could be saved")
             reply = self._reply(turn, before, started)
+            committing = time.perf_counter()
             await self.store.commit(
                 TurnWrite(
                     tenant_id,
@@ -148,7 +179,11 @@ class ExecutionService:
                     turn.timer if isinstance(turn.timer, Timer) or turn.timer is None else "keep",
                 )
             )
+            if metrics is not None:
+                metrics.store["commit"].observe(time.perf_counter() - committing)
         self.sinks.publish(turn.events)
+        if metrics is not None:
+            metrics.observe_turn(reply["flow_id"], turn.events, time.perf_counter() - started)
         return reply
 
     def _check_input(self, tenant_id: str, conversation_id: str, message: InboundMessage) -> None:
@@ -210,7 +245,12 @@ class ExecutionService:
             if deadline_s <= 0:
                 raise DeadlineExceeded("the caller's deadline passed before the turn started")
         turn = Turn(
-            compiled, context, event, lambda ref: self._resolve(tenant_id, ref), time.monotonic() + deadline_s
+            compiled,
+            context,
+            event,
+            lambda ref: self._resolve(tenant_id, ref),
+            time.monotonic() + deadline_s,
+            metrics=self.metrics,
         )
         try:
             async with asyncio.timeout(deadline_s):
@@ -321,6 +361,8 @@ class ExecutionService:
             )
         messages = [m.to_dict() for m in turn.messages]
         self.sinks.publish(turn.events)
+        if self.metrics is not None:  # a timer's turn: counted, but not a request's latency
+            self.metrics.observe_turn(turn.context["flow_id"], turn.events, None)
         await self.sinks.deliver_outbound(timer.tenant_id, timer.conversation_id, messages)
         return messages
 

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_engine.flow.models import Flow
 from mcp_engine.kinds import Action, IntegrationClient
@@ -23,6 +23,9 @@ from mcp_engine.runtime.view import (
     Template,
 )
 from mcp_engine.store.base import Timer
+
+if TYPE_CHECKING:
+    from mcp_engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
 APOLOGY = "Sorry, something went wrong on our side. Let's start again."
@@ -46,8 +49,10 @@ class Turn:
         resolve_flow: FlowResolver,
         deadline: float,
         now: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.compiled = compiled
+        self._metrics = metrics
         self._context = context
         self._message = event  # the turn's event; hidden from states entered before it is delivered
         self._event: dict[str, Any] | None = None
@@ -172,15 +177,20 @@ class Turn:
                 self._context["no_match_count"] = 0  # a global handler matched (SPEC §5)
                 return
         state = self.state
+        started = time.perf_counter()
         await state.plugin.receive(self)
-        index = state.evaluator.select(self._facts(state, "input"))
+        self._observe_state(state, started)
+        index = self._select(state, "input")
         if index is not None:
             self._context["no_match_count"] = 0
             await self._take(state, index)
             return
         if self._context["slot_filling"].get("exhausted"):
             raise TurnError("retries_exhausted", f"state '{state.name}': slot retries exhausted")
-        if await state.plugin.respond(self):
+        started = time.perf_counter()
+        responded = await state.plugin.respond(self)
+        self._observe_state(state, started)
+        if responded:
             self._context["no_match_count"] = 0
         elif event.get("type") == "message":
             await self._no_match()
@@ -236,6 +246,20 @@ class Turn:
         return state.ruleset.facts(
             "input" if phase == "input" else "entry", self._event, intent, integration, self.namespace()
         )
+
+    def _select(self, state: CompiledState, phase: str) -> int | None:
+        """The index of the transition that holds in ``phase``, timed for the metrics."""
+        started = time.perf_counter()
+        index = state.evaluator.select(self._facts(state, phase))
+        if self._metrics is not None:
+            elapsed = time.perf_counter() - started
+            self._metrics.flow(self.flow.flow_id).state(state.model.type).transitions.observe(elapsed)
+        return index
+
+    def _observe_state(self, state: CompiledState, started: float) -> None:
+        if self._metrics is not None:
+            elapsed = time.perf_counter() - started
+            self._metrics.flow(self.flow.flow_id).state(state.model.type).execution.observe(elapsed)
 
     async def _take(self, state: CompiledState, index: int) -> None:
         transition = state.transitions[index]
@@ -297,7 +321,7 @@ class Turn:
                     return
                 name = resumed
                 continue
-            index = state.evaluator.select(self._facts(state, "entry"))
+            index = self._select(state, "entry")
             if index is not None:
                 transition = state.transitions[index]
                 self.record("transition", {"from": state.name, "to": transition.target, "index": index})
@@ -326,7 +350,9 @@ class Turn:
         self.record("state_entered", {"state": name, "type": state.model.type})
         if await self._run_actions(state.entry_actions):
             raise _Redirected
+        started = time.perf_counter()
         await state.plugin.enter(self)
+        self._observe_state(state, started)
         self._arm_timer(state)
 
     def _arm_timer(self, state: CompiledState) -> None:

@@ -71,6 +71,20 @@ class Tenant:
     outbound_webhook: str | None = None
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """A tenant's API key as the store keeps it: never the secret, only its hash (in the store, not here).
+
+    ``key_id`` is public (it is part of the key's readable prefix and what an operator revokes by);
+    ``revoked_at`` is None while the key is live.
+    """
+
+    key_id: str
+    tenant_id: str
+    created_at: float
+    revoked_at: float | None = None
+
+
 @dataclass
 class Conversation:
     """A conversation's one row: the context and its version (for compare-and-set)."""
@@ -127,6 +141,28 @@ class Store(Protocol):
     async def put_tenant(self, tenant: Tenant) -> None: ...
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by id (for operators: ``mcp-engine tenants list``)."""
+        ...
+
+    # API keys (the secret itself is never handed to the store: ``key_hash`` is its SHA-256, hex)
+    async def put_api_key(self, tenant_id: str, key_id: str, key_hash: str) -> ApiKey:
+        """Store a new live key; a ``key_id`` the tenant already has, or a stored hash: ``InvalidInput``."""
+        ...
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The live key with this hash, else None: a revoked key is not found, so no caller can forget
+        to check ``revoked_at`` and let it in."""
+        ...
+
+    async def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
+        """Revoke the tenant's key; False when it has no live key of that id (another tenant's: untouched)."""
+        ...
+
+    async def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
+        """The tenant's keys, live and revoked, oldest first."""
+        ...
 
     # flows
     async def save_flow_version(self, tenant_id: str, document: dict[str, Any]) -> FlowVersion:

@@ -23,7 +23,15 @@ import aiosqlite
 import orjson
 
 from mcp_engine.errors import ConcurrentUpdate, FlowNotFound, InvalidInput, UnstorableData, VersionExists
-from mcp_engine.store.base import Conversation, FlowVersion, Tenant, Timer, TurnWrite, encode_json
+from mcp_engine.store.base import (
+    ApiKey,
+    Conversation,
+    FlowVersion,
+    Tenant,
+    Timer,
+    TurnWrite,
+    encode_json,
+)
 from mcp_engine.store.sqlite_locks import ConversationLocks
 from mcp_engine.store.sqlite_schema import migrate
 
@@ -31,6 +39,7 @@ DAY_S = 24 * 3600.0
 PURGE_INTERVAL_S = 300.0  # how often a commit also deletes expired idempotency records
 _FLOW = "tenant_id, flow_id, version, document, status, created_at, published_at"
 _TIMER = "tenant_id, conversation_id, due_at, state, run"
+_KEY = "key_id, tenant_id, created_at, revoked_at"
 _VERSION = "tenant_id = ? AND flow_id = ? AND version = ?"
 _CONVERSATION = "tenant_id = ? AND conversation_id = ?"
 _MAX_SEQ = 2**63 - 1
@@ -108,10 +117,51 @@ class SQLiteStore:
         )
         if not rows:
             return None
-        default_flow, plugins, webhook = rows[0]
-        return Tenant(
-            tenant_id, default_flow, None if plugins is None else tuple(orjson.loads(plugins)), webhook
+        return _tenant((tenant_id, *rows[0]))
+
+    async def list_tenants(self) -> list[Tenant]:
+        rows = await self._read(
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            " ORDER BY tenant_id",
+            (),
         )
+        return [_tenant(row) for row in rows]
+
+    # API keys
+    async def put_api_key(self, tenant_id: str, key_id: str, key_hash: str) -> ApiKey:
+        key = ApiKey(key_id, tenant_id, self._clock())
+        try:
+            async with self._transaction() as db:
+                await _run(
+                    db,
+                    "INSERT INTO api_keys (tenant_id, key_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (tenant_id, key_id, key_hash, key.created_at),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise InvalidInput(f"tenant '{tenant_id}' already has a key '{key_id}' (or that key)") from exc
+        return key
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        rows = await self._read(
+            f"SELECT {_KEY} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
+        )
+        return ApiKey(*rows[0]) if rows else None
+
+    async def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
+        async with self._transaction() as db:
+            revoked = await _run(
+                db,
+                "UPDATE api_keys SET revoked_at = ?"
+                " WHERE tenant_id = ? AND key_id = ? AND revoked_at IS NULL",
+                (self._clock(), tenant_id, key_id),
+            )
+        return revoked == 1
+
+    async def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
+        rows = await self._read(
+            f"SELECT {_KEY} FROM api_keys WHERE tenant_id = ? ORDER BY created_at, key_id", (tenant_id,)
+        )
+        return [ApiKey(*row) for row in rows]
 
     # flows
     async def save_flow_version(self, tenant_id: str, document: dict[str, Any]) -> FlowVersion:
@@ -374,6 +424,11 @@ async def _run(db: aiosqlite.Connection, sql: str, params: _Params) -> int:
     """Execute one statement; the number of rows it changed."""
     async with db.execute(sql, params) as cursor:
         return cursor.rowcount
+
+
+def _tenant(row: Iterable[Any]) -> Tenant:
+    tenant_id, default_flow, plugins, webhook = row
+    return Tenant(tenant_id, default_flow, None if plugins is None else tuple(orjson.loads(plugins)), webhook)
 
 
 def _flow(row: Iterable[Any]) -> FlowVersion:

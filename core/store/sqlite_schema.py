@@ -81,6 +81,17 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX timers_by_due ON timers (due_at);
     """,
+    """
+    -- API keys, hashed only (SHA-256 of the whole key, hex); a request finds its key by the hash
+    CREATE TABLE api_keys (
+        tenant_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        revoked_at REAL,  -- NULL while the key is live
+        PRIMARY KEY (tenant_id, key_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

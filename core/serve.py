@@ -1,0 +1,201 @@
+"""``mcp-engine serve``: REST and gRPC over one engine, in one process, on one event loop.
+
+One ``ExecutionService`` (one store, one compiled-flow cache, one timer loop) and one ``Limiter`` serve
+both protocols, so ``MAX_PARALLEL_EXECUTIONS`` bounds the turns of the process, not of each adapter.
+Shutdown (SIGTERM/SIGINT) is graceful and bounded: health turns NOT_SERVING, both servers stop accepting
+and wait up to ``grace_s`` for the turns in flight, then timers, sinks and the store close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mcp_engine.auth import Authenticator
+from mcp_engine.config import EngineSettings
+from mcp_engine.errors import EngineError
+from mcp_engine.flow.loader import read_file
+from mcp_engine.flow.validate import validate_data
+from mcp_engine.logs import AccessInterceptor, access_middleware
+from mcp_engine.metrics import Metrics
+from mcp_engine.runtime.execution import ExecutionService
+from mcp_engine.runtime.limits import Limiter
+from mcp_engine.runtime.services import Services
+from mcp_engine.store.base import Tenant
+from mcp_engine.store.factory import describe_store, open_store
+
+log = logging.getLogger("mcp_engine.serve")
+FLOW_SUFFIXES = (".json", ".yaml", ".yml")
+GRACE_S = 10.0
+AUTH_OFF_WARNING = (
+    "!!! AUTH IS OFF (MCP_AUTH=off): every request names its own tenant and nothing is checked. "
+    "Fine on your own machine; never expose this port. Set MCP_AUTH=on and MCP_ADMIN_KEY to require keys. !!!"
+)
+
+
+class EngineServer:
+    """The engine, its REST site and its gRPC server; ``start`` then ``stop`` (once each)."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        host: str = "127.0.0.1",
+        flows_dir: Path | None = None,
+        default_flow: str | None = None,
+        services: Services | None = None,
+        grace_s: float = GRACE_S,
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.flows_dir = flows_dir
+        self.default_flow = default_flow
+        self.grace_s = grace_s
+        self.metrics = Metrics()
+        self.engine = ExecutionService(
+            open_store(settings), settings=settings, services=services, metrics=self.metrics
+        )
+        self.limiter = Limiter(settings.max_parallel_executions)
+        self.http_port = 0
+        self.grpc_port = 0
+        self._runner: web.AppRunner | None = None
+        self._grpc: Any = None
+        self._stop_timers = asyncio.Event()
+        self._timers: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from mcp_engine.api.grpc.server import create_server
+        from mcp_engine.api.rest.app import create_app
+
+        engine, settings = self.engine, self.settings
+        await engine.start()
+        auth = Authenticator.from_settings(engine.store, settings)
+        log.info("store: %s", describe_store(engine.store, settings))
+        log.info("plugins: %s", plugin_summary(engine.registry.describe()))
+        log.info("rules backend: %s", settings.rules_backend)
+        if auth.mode == "off":
+            log.warning(AUTH_OFF_WARNING)
+        if self.flows_dir is not None:
+            await load_flows(engine, self.flows_dir, self.default_flow)
+        app = create_app(engine, auth, self.limiter, extra_routes=self.metrics.routes())
+        app.middlewares.insert(0, access_middleware)  # outermost: it logs the status clients get
+        self._runner = web.AppRunner(app, shutdown_timeout=self.grace_s, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, settings.http_port)
+        await site.start()
+        self.http_port = self._runner.addresses[0][1]
+        self._grpc, self.grpc_port = await create_server(
+            engine,
+            auth,
+            self.limiter,
+            self.host,
+            settings.grpc_port,
+            metrics=self.metrics,
+            interceptors=[AccessInterceptor()],
+        )
+        await self._grpc.start()
+        self._timers = asyncio.create_task(engine.run_timers(self._stop_timers), name="timers")
+        log.info(
+            "serving REST on http://%s:%d and gRPC on %s:%d (at most %d turns in flight)",
+            self.host,
+            self.http_port,
+            self.host,
+            self.grpc_port,
+            self.limiter.max_parallel,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let the turns in flight finish (at most ``grace_s``), close everything."""
+        from mcp_engine.api.grpc.server import set_not_serving
+
+        log.info("stopping: finishing the turns in flight (at most %.0f s)", self.grace_s)
+        if self._grpc is not None:
+            await set_not_serving(self._grpc)
+        await asyncio.gather(
+            self._grpc.stop(self.grace_s) if self._grpc is not None else asyncio.sleep(0),
+            self._runner.cleanup() if self._runner is not None else asyncio.sleep(0),
+        )
+        self._stop_timers.set()
+        if self._timers is not None:
+            await self._timers
+        await self.engine.close()
+        log.info("stopped")
+
+
+async def serve(settings: EngineSettings, host: str, flows_dir: Path | None, default_flow: str | None) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; the exit status."""
+    server = EngineServer(settings, host, flows_dir, default_flow)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+async def load_flows(engine: ExecutionService, folder: Path, default_flow: str | None) -> list[str]:
+    """Publish every flow document of ``folder`` (file-name order); a broken one is reported and skipped.
+
+    Each tenant's default flow becomes ``default_flow`` (``MCP_DEFAULT_FLOW``) if the folder has it for
+    that tenant; otherwise a default the tenant already has (an earlier start, ``PUT /v2/tenants``) is
+    kept; otherwise the tenant's first flow here. Returns the published ``tenant/flow@version`` names.
+    """
+    published: list[str] = []
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(p for p in folder.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file()):
+        source, problem = read_file(path)
+        result = validate_data(source.data, engine.registry, source) if source is not None else None
+        if result is None or result.flow is None or not result.ok:
+            problems = result.errors if result is not None else [problem] if problem else []
+            log.error("flow %s skipped: %d error(s)", path, len(problems))
+            for found in problems:
+                log.error("  %s", found.render(str(path)))
+            continue
+        assert source is not None
+        try:
+            await engine.publish_flow(source.data)
+        except EngineError as exc:  # e.g. the stored version has other content (VersionExists)
+            log.error("flow %s skipped: %s", path, exc.message)
+            continue
+        flow = result.flow
+        published.append(f"{flow.tenant_id}/{flow.flow_id}@{flow.version}")
+        by_tenant[flow.tenant_id].append(flow.flow_id)
+    for tenant_id, flow_ids in by_tenant.items():
+        await _set_default(engine, tenant_id, flow_ids, default_flow)
+    log.info("flows: %d published from %s: %s", len(published), folder, ", ".join(published) or "none")
+    return published
+
+
+async def _set_default(
+    engine: ExecutionService, tenant_id: str, flow_ids: list[str], wanted: str | None
+) -> None:
+    tenant = await engine.store.get_tenant(tenant_id) or Tenant(tenant_id)
+    if wanted is not None and wanted in flow_ids:
+        choice = wanted
+    elif tenant.default_flow:
+        log.info("tenant %s keeps its default flow %s", tenant_id, tenant.default_flow)
+        return
+    else:
+        choice = flow_ids[0]
+    await engine.store.put_tenant(Tenant(tenant_id, choice, tenant.enabled_plugins, tenant.outbound_webhook))
+    log.info("tenant %s: default flow %s", tenant_id, choice)
+
+
+def plugin_summary(rows: list[dict[str, str]]) -> str:
+    """``N (kind: a, b; kind: c)`` from ``Registry.describe()``."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_kind[row["kind"]].append(row["name"])
+    kinds = "; ".join(f"{kind} {len(names)}: {', '.join(names)}" for kind, names in by_kind.items())
+    return f"{len(rows)} ({kinds})"
