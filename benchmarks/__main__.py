@@ -14,6 +14,7 @@ BENCHMARKS = {
     "rules": "benchmarks.rules",
     "compile": "benchmarks.compile",
     "turns": "benchmarks.turns",
+    "grpc": "benchmarks.grpc_turns",
 }
 
 

@@ -146,6 +146,24 @@ async def test_delete_flow(client: TestClient[Any, Any]) -> None:
     await error_of(await client.delete("/v2/flows/bank", headers=DEMO), 404, "flow_not_found")
 
 
+async def test_a_flow_created_again_after_delete_runs_its_new_content(client: TestClient[Any, Any]) -> None:
+    """The compiled version of a deleted flow is evicted: the same version created again is what runs."""
+    document = example_flow("pizza")
+    before = await client.post("/v2/conversations/c1/messages", json=_message("hi"), headers=DEMO)
+    assert before.status == 200
+    assert (await client.delete("/v2/flows/pizza", headers=DEMO)).status == 204
+    document["states"]["greeting"]["config"]["response_templates"] = {"default": "Welcome back!"}
+    assert (await client.post("/v2/flows", json=document, headers=DEMO)).status == 201
+    publish = f"/v2/flows/pizza/versions/{document['version']}/publish"
+    assert (await client.post(publish, headers=DEMO)).status == 200
+    reply = await client.post("/v2/conversations/c2/messages", json=_message("hi"), headers=DEMO)
+    assert (await reply.json())["messages"][0]["text"] == "Welcome back!"
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {"tenant_id": "demo", "content": {"type": "text", "text": text}, "hints": {"force_flow": "pizza"}}
+
+
 @pytest.mark.parametrize(
     ("fmt", "media", "marker"),
     [

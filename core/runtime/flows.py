@@ -56,6 +56,11 @@ class FlowCache:
             raise FlowNotFound(f"flow '{flow_id}' has no published version", {"flow_id": flow_id})
         return await self.version(tenant_id, flow_id, stored.version)
 
+    def evict(self, tenant_id: str, flow_id: str) -> None:
+        """Forget every compiled version of a deleted flow: a version created again may differ."""
+        for key in [k for k in self._flows if k[:2] == (tenant_id, flow_id)]:
+            self._flows.pop(key).close()
+
     def _add(self, key: Key, compiled: CompiledFlow) -> None:
         self._flows[key] = compiled
         while len(self._flows) > self.size:

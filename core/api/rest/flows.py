@@ -150,8 +150,10 @@ async def publish_version(call: Call) -> web.StreamResponse:
 async def delete_flow(call: Call) -> web.StreamResponse:
     """Delete every version of the flow; conversations already on it keep their context."""
     flow_id = call.path["flow_id"]
-    if not await call.engine.store.delete_flow(await call.tenant(), flow_id):
+    tenant = await call.tenant()
+    if not await call.engine.store.delete_flow(tenant, flow_id):
         raise FlowNotFound(f"flow '{flow_id}' not found", {"flow_id": flow_id})
+    call.engine.flows.evict(tenant, flow_id)
     return web.Response(status=204)
 
 
