@@ -123,6 +123,15 @@ class UnstorableData(EngineError):
     code = "unstorable_data"
 
 
+class StoreUnavailable(EngineError):
+    """PostgreSQL or Redis cannot be reached right now: nothing of the request was written (a turn's writes
+    are one transaction), so the client retries it, with the same ``message_id``, later or elsewhere."""
+
+    code = "store_unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+
 class PluginClash(EngineError):
     """Two providers registered the same name for one plugin kind."""
 

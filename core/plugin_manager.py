@@ -55,6 +55,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "mcp_engine.plugins.nlu.builtin",
     "mcp_engine.plugins.nlu.http",
     "mcp_engine.plugins.sinks.store",
+    "mcp_engine.plugins.sinks.redis_stream",
 )
 ENGINE_DISTRIBUTION = "mcp-engine"
 ENTRY_POINT_GROUP = "mcp_engine"

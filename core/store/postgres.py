@@ -13,18 +13,29 @@ Why it is built this way (ARCHITECTURE.md "Stores"):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mcp_engine.errors import ConcurrentUpdate, FlowNotFound, InvalidInput, UnstorableData, VersionExists
+from mcp_engine.errors import (
+    ConcurrentUpdate,
+    FlowNotFound,
+    InvalidInput,
+    StoreUnavailable,
+    UnstorableData,
+    VersionExists,
+)
 from mcp_engine.store.base import ApiKey, Conversation, FlowVersion, Tenant, Timer, TurnWrite, encode_json
 from mcp_engine.store.postgres_schema import SCHEMA_NAME, migrate
 from mcp_engine.store.redis_parts import RedisParts
@@ -40,6 +51,44 @@ _KEY = "key_id, tenant_id, created_at, revoked_at"
 _VERSION = "tenant_id = $1 AND flow_id = $2 AND version = $3"
 _CONVERSATION = "tenant_id = $1 AND conversation_id = $2"
 _MAX_SEQ = 2**63 - 1
+READY_TIMEOUT_S = 2.0  # a readiness probe must answer even when a server accepts but never replies
+# What an unreachable or restarting PostgreSQL or Redis raises (refused, reset, terminated by an operator,
+# timed out): the store is unavailable, not broken, and the same request can be retried later.
+OUTAGE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        "the conversation store is unavailable right now; retry the request",
+        {"reason": type(exc).__name__},
+    )
+
+
+def outage_is_unavailable(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Raise ``StoreUnavailable`` for an outage, instead of a driver error that adapters render as an
+    opaque INTERNAL (not retryable, and logged as a bug)."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except OUTAGE as exc:
+            raise unavailable(exc) from exc
+
+    return guarded
 
 
 class ProductionStore:
@@ -117,13 +166,15 @@ class ProductionStore:
         if self._pool is None or self._redis_client is None:
             return False
         try:
-            await self._pool.fetchval("SELECT 1")
-            await self._redis_client.ping()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError):
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await self._pool.fetchval("SELECT 1")
+                await self._redis_client.ping()
+        except (*OUTAGE, asyncpg.PostgresError, RedisError):
             return False
         return True
 
     # tenants
+    @outage_is_unavailable
     async def put_tenant(self, tenant: Tenant) -> None:
         plugins = tenant.enabled_plugins
         await self._db().execute(
@@ -137,6 +188,7 @@ class ProductionStore:
             tenant.outbound_webhook,
         )
 
+    @outage_is_unavailable
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = await self._db().fetchrow(
             "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
@@ -145,6 +197,7 @@ class ProductionStore:
         )
         return None if row is None else _tenant(row)
 
+    @outage_is_unavailable
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._db().fetch(
             "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
@@ -153,6 +206,7 @@ class ProductionStore:
         return [_tenant(row) for row in rows]
 
     # API keys
+    @outage_is_unavailable
     async def put_api_key(self, tenant_id: str, key_id: str, key_hash: str) -> ApiKey:
         key = ApiKey(key_id, tenant_id, time.time())
         try:
@@ -167,12 +221,14 @@ class ProductionStore:
             raise InvalidInput(f"tenant '{tenant_id}' already has a key '{key_id}' (or that key)") from exc
         return key
 
+    @outage_is_unavailable
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         row = await self._db().fetchrow(
             f"SELECT {_KEY} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash
         )
         return None if row is None else ApiKey(*row)
 
+    @outage_is_unavailable
     async def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
         status = await self._db().execute(
             "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at IS NULL",
@@ -182,6 +238,7 @@ class ProductionStore:
         )
         return _count(status) == 1
 
+    @outage_is_unavailable
     async def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
         rows = await self._db().fetch(
             f"SELECT {_KEY} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, key_id", tenant_id
@@ -189,6 +246,7 @@ class ProductionStore:
         return [ApiKey(*row) for row in rows]
 
     # flows
+    @outage_is_unavailable
     async def save_flow_version(self, tenant_id: str, document: dict[str, Any]) -> FlowVersion:
         flow_id, version = document.get("flow_id"), document.get("version")
         if not isinstance(flow_id, str) or not isinstance(version, str):
@@ -221,12 +279,14 @@ class ProductionStore:
             )
         return _flow(row)
 
+    @outage_is_unavailable
     async def get_flow_version(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion | None:
         row = await self._db().fetchrow(
             f"SELECT {_FLOW} FROM flow_versions WHERE {_VERSION}", tenant_id, flow_id, version
         )
         return None if row is None else _flow(row)
 
+    @outage_is_unavailable
     async def publish(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion:
         async with self._transaction() as conn:
             # Lock the flow's versions first: two concurrent publishes then run one after the other
@@ -257,6 +317,7 @@ class ProductionStore:
                 )
         return _flow(row)
 
+    @outage_is_unavailable
     async def published(self, tenant_id: str, flow_id: str) -> FlowVersion | None:
         row = await self._db().fetchrow(
             f"SELECT {_FLOW} FROM flow_versions"
@@ -266,6 +327,7 @@ class ProductionStore:
         )
         return None if row is None else _flow(row)
 
+    @outage_is_unavailable
     async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
         rows = await self._db().fetch(
             f"SELECT DISTINCT ON (flow_id) {_FLOW} FROM flow_versions WHERE tenant_id = $1"
@@ -274,6 +336,7 @@ class ProductionStore:
         )
         return [_flow(row) for row in rows]
 
+    @outage_is_unavailable
     async def list_versions(self, tenant_id: str, flow_id: str) -> list[FlowVersion]:
         rows = await self._db().fetch(
             f"SELECT {_FLOW} FROM flow_versions WHERE tenant_id = $1 AND flow_id = $2"
@@ -283,6 +346,7 @@ class ProductionStore:
         )
         return [_flow(row) for row in rows]
 
+    @outage_is_unavailable
     async def delete_flow(self, tenant_id: str, flow_id: str) -> bool:
         status = await self._db().execute(
             "DELETE FROM flow_versions WHERE tenant_id = $1 AND flow_id = $2", tenant_id, flow_id
@@ -290,6 +354,7 @@ class ProductionStore:
         return _count(status) > 0
 
     # conversations
+    @outage_is_unavailable
     async def load(self, tenant_id: str, conversation_id: str) -> Conversation | None:
         cached = await self._parts().cached(tenant_id, conversation_id)
         if cached is not False:
@@ -309,6 +374,7 @@ class ProductionStore:
         )
         return None if context is None else Conversation(tenant_id, conversation_id, context, row["version"])
 
+    @outage_is_unavailable
     async def reply_for(self, tenant_id: str, conversation_id: str, message_id: str) -> dict[str, Any] | None:
         body = await self._parts().reply(tenant_id, conversation_id, message_id)
         if body is not None:
@@ -323,6 +389,7 @@ class ProductionStore:
         )
         return stored
 
+    @outage_is_unavailable
     async def commit(self, write: TurnWrite) -> int:
         # Everything is encoded before the transaction starts: bad data raises with nothing written.
         key = (write.tenant_id, write.conversation_id)
@@ -378,6 +445,7 @@ class ProductionStore:
             )
         return version
 
+    @outage_is_unavailable
     async def reset(self, tenant_id: str, conversation_id: str) -> bool:
         async with self._transaction() as conn:
             version = await conn.fetchval(
@@ -391,6 +459,7 @@ class ProductionStore:
         await self._parts().forget(tenant_id, conversation_id, version)
         return version is not None
 
+    @outage_is_unavailable
     async def history(
         self, tenant_id: str, conversation_id: str, limit: int = 50, before: int | None = None
     ) -> list[dict[str, Any]]:
@@ -404,6 +473,7 @@ class ProductionStore:
         return [{**row["event"], "seq": row["seq"]} for row in rows]
 
     # analytics events
+    @outage_is_unavailable
     async def record_events(self, events: list[dict[str, Any]]) -> None:
         tenants: list[str] = []
         types: list[str] = []
@@ -425,6 +495,7 @@ class ProductionStore:
                 bodies,
             )
 
+    @outage_is_unavailable
     async def events(
         self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
     ) -> list[dict[str, Any]]:
@@ -439,6 +510,7 @@ class ProductionStore:
         return [{**row["event"], "seq": row["seq"]} for row in rows]
 
     # timers
+    @outage_is_unavailable
     async def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         """Due timers from PostgreSQL, asked only when the Redis schedule has one due or is not known to be
         complete (then it is rebuilt from PostgreSQL): polling processes mostly touch only Redis."""
@@ -453,6 +525,7 @@ class ProductionStore:
         )
         return [Timer(*row) for row in rows]
 
+    @outage_is_unavailable
     async def claim_timer(self, timer: Timer) -> bool:
         claimed = await self._db().fetchval(
             f"DELETE FROM timers WHERE {_CONVERSATION} AND due_at = $3 AND state = $4 AND run = $5"
@@ -463,10 +536,22 @@ class ProductionStore:
             await self._parts().unschedule(timer)
         return bool(claimed)
 
-    def lock(
-        self, tenant_id: str, conversation_id: str, timeout_s: float
-    ) -> AbstractAsyncContextManager[None]:
-        return self._parts().lock(tenant_id, conversation_id, timeout_s)
+    @asynccontextmanager
+    async def lock(self, tenant_id: str, conversation_id: str, timeout_s: float) -> AsyncIterator[None]:
+        """The Redis lock; Redis away while taking it is ``StoreUnavailable``. Only taking it is mapped:
+        an ``OSError`` of the turn itself (say, an integration's) must stay what it is."""
+        held = self._parts().lock(tenant_id, conversation_id, timeout_s)
+        try:
+            await held.__aenter__()
+        except OUTAGE as exc:
+            raise unavailable(exc) from exc
+        try:
+            yield
+        except BaseException as exc:
+            if not await held.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await held.__aexit__(None, None, None)
 
     # plumbing
     def _db(self) -> asyncpg.Pool:

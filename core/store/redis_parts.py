@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from mcp_engine.errors import ConversationBusy
 from mcp_engine.store.base import Conversation, Timer
@@ -212,12 +213,21 @@ class RedisParts:
             yield
         finally:
             keeper.cancel()
-            await self._unlock(keys=[key], args=[token])
+            try:
+                await self._unlock(keys=[key], args=[token])
+            except RedisError:
+                # The turn is over (committed or not); an unreleased lock frees itself after its lease,
+                # so Redis going away now must not turn a finished turn into an error.
+                log.warning("lock %s not released (Redis unreachable): it expires with its lease", key)
 
     async def _keep(self, key: str, token: str, lease_ms: int) -> None:
         """Extend the lease every third of it while the holder runs; warn once it was lost."""
         while True:
             await asyncio.sleep(lease_ms / 3000)
-            if not await self._extend(keys=[key], args=[token, lease_ms]):
+            try:
+                extended = await self._extend(keys=[key], args=[token, lease_ms])
+            except RedisError:
+                extended = 0  # Redis away: the lease cannot be kept, and the fencing CAS still protects
+            if not extended:
                 log.warning("lock %s expired while held: another process may run this conversation", key)
                 return
