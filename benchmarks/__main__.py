@@ -15,6 +15,10 @@ BENCHMARKS = {
     "compile": "benchmarks.compile",
     "turns": "benchmarks.turns",
     "grpc": "benchmarks.grpc_turns",
+    "rest": "benchmarks.rest",
+    "floor": "benchmarks.floor",
+    "scaling": "benchmarks.scaling",
+    "stores": "benchmarks.stores",
 }
 
 

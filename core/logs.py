@@ -118,6 +118,10 @@ async def access_middleware(
 class AccessInterceptor(grpc.aio.ServerInterceptor):
     """The gRPC access line for each ``mcp.v2.MCPEngine`` call (all unary), with the status it ended in."""
 
+    def __init__(self) -> None:
+        # The logged handler of each method, built once: continuation returns the same handler per method.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
@@ -127,6 +131,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         full_name: str = handler_call_details.method
         if handler is None or handler.unary_unary is None or not full_name.startswith(LOGGED_SERVICE):
             return handler
+        cached = self._wrapped.get(full_name)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         method, inner = full_name[len(LOGGED_SERVICE) :], handler.unary_unary
 
         async def logged(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -151,8 +158,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                     (time.perf_counter() - started) * 1000,
                 )
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             logged,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[full_name] = (handler, wrapped)
+        return wrapped

@@ -51,10 +51,17 @@ class FlowCache:
         return compiled
 
     async def published(self, tenant_id: str, flow_id: str) -> CompiledFlow:
-        stored = await self.store.published(tenant_id, flow_id)
-        if stored is None:
+        # The store is asked every time (another engine on the same store may publish), but only for the
+        # version's name where the store can say just that: the document is in the compiled flow already.
+        lookup = getattr(self.store, "published_version", None)
+        if lookup is not None:
+            version: str | None = await lookup(tenant_id, flow_id)
+        else:
+            stored = await self.store.published(tenant_id, flow_id)
+            version = None if stored is None else stored.version
+        if version is None:
             raise FlowNotFound(f"flow '{flow_id}' has no published version", {"flow_id": flow_id})
-        return await self.version(tenant_id, flow_id, stored.version)
+        return await self.version(tenant_id, flow_id, version)
 
     def evict(self, tenant_id: str, flow_id: str) -> None:
         """Forget every compiled version of a deleted flow: a version created again may differ."""

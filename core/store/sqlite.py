@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -67,6 +67,9 @@ class SQLiteStore:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._locks = ConversationLocks()
+        # Turns' commits and all reads queue here; each batch is one hop to the connection's thread.
+        self._commits = _Batches(self._run_commits)
+        self._reads = _Batches(self._run_reads)
         self._next_purge = 0.0
 
     async def open(self) -> None:
@@ -217,6 +220,14 @@ class SQLiteStore:
         )
         return _flow(rows[0]) if rows else None
 
+    async def published_version(self, tenant_id: str, flow_id: str) -> str | None:
+        """Only the name of the published version (the turn's lookup: no document to decode)."""
+        rows = await self._read(
+            "SELECT version FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND status = 'published'",
+            (tenant_id, flow_id),
+        )
+        return str(rows[0][0]) if rows else None
+
     async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
         rows = await self._read(
             f"SELECT {_FLOW} FROM (SELECT *, ROW_NUMBER() OVER"
@@ -267,65 +278,13 @@ class SQLiteStore:
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
             raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")
         now = self._clock()
-        async with self._transaction() as db:
-            version = await self._compare_and_set(db, write, context, now)
-            if events:
-                await db.executemany(
-                    "INSERT INTO history (tenant_id, conversation_id, event) VALUES (?, ?, ?)", events
-                )
-            if write.message_id is not None and reply is not None:
-                await _run(
-                    db,
-                    "INSERT OR REPLACE INTO idempotency"
-                    " (tenant_id, conversation_id, message_id, reply, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (*key, write.message_id, reply, now),
-                )
-            if isinstance(write.timer, Timer):
-                await _run(
-                    db,
-                    f"INSERT OR REPLACE INTO timers ({_TIMER}) VALUES (?, ?, ?, ?, ?)",
-                    _timer_row(write.timer),
-                )
-            elif write.timer is None:
-                await _run(db, f"DELETE FROM timers WHERE {_CONVERSATION}", key)
-            if now >= self._next_purge:
-                await _run(
-                    db, "DELETE FROM idempotency WHERE created_at <= ?", (now - self.idempotency_ttl_s,)
-                )
-                self._next_purge = now + PURGE_INTERVAL_S
-        return version
-
-    async def _compare_and_set(
-        self, db: aiosqlite.Connection, write: TurnWrite, context: bytes, now: float
-    ) -> int:
-        """Write the context if its version is still ``expected_version``; a reset row (context NULL) counts
-        as absent but keeps its version, so versions never repeat."""
-        key = (write.tenant_id, write.conversation_id)
-        if write.expected_version is None:
-            rows = list(
-                await db.execute_fetchall(
-                    f"SELECT version, context IS NOT NULL FROM conversations WHERE {_CONVERSATION}", key
-                )
-            )
-            if rows and rows[0][1]:
-                raise _conflict(write)
-            version = (rows[0][0] if rows else 0) + 1
-            await _run(
-                db,
-                "INSERT OR REPLACE INTO conversations"
-                " (tenant_id, conversation_id, context, version, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (*key, context, version, now),
-            )
-            return int(version)
-        changed = await _run(
-            db,
-            "UPDATE conversations SET context = ?, version = version + 1, updated_at = ?"
-            f" WHERE {_CONVERSATION} AND version = ? AND context IS NOT NULL",
-            (context, now, *key, write.expected_version),
+        purge = now >= self._next_purge
+        version: int = await self._commits.call(
+            (write, key, context, events, reply, now, purge, self.idempotency_ttl_s)
         )
-        if changed != 1:
-            raise _conflict(write)
-        return write.expected_version + 1
+        if purge:
+            self._next_purge = now + PURGE_INTERVAL_S
+        return version
 
     async def reset(self, tenant_id: str, conversation_id: str) -> bool:
         key = (tenant_id, conversation_id)
@@ -357,8 +316,7 @@ class SQLiteStore:
                 raise UnstorableData(f"events[{i}] needs a string tenant_id and type", {"index": i})
             rows.append((tenant_id, event_type, encode_json(event, f"events[{i}]")))
         if rows:
-            async with self._transaction() as db:
-                await db.executemany("INSERT INTO events (tenant_id, type, event) VALUES (?, ?, ?)", rows)
+            await self._in_transaction(_record_events, rows)
 
     async def events(
         self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
@@ -401,7 +359,43 @@ class SQLiteStore:
     async def _read(self, sql: str, params: _Params) -> list[sqlite3.Row]:
         if self._reader is None:
             raise RuntimeError("SQLiteStore is not open")
-        return list(await self._reader.execute_fetchall(sql, params))
+        rows: list[sqlite3.Row] = await self._reads.call((sql, params))
+        return rows
+
+    async def _run_reads(self, batch: list[Any]) -> list[tuple[bool, Any]]:
+        db = self._reader
+        if db is None:
+            raise RuntimeError("SQLiteStore is not open")
+        results: list[tuple[bool, Any]] = await db._execute(  # type: ignore[no-untyped-call]
+            _reads_in_thread, db._conn, batch
+        )
+        return results
+
+    async def _run_commits(self, batch: list[Any]) -> list[tuple[bool, Any]]:
+        """Group commit: the turns queued while the previous group was written go in one transaction,
+        each in its own savepoint, so one turn's failed compare-and-set fails only that turn."""
+        db = self._writer
+        if db is None:
+            raise RuntimeError("SQLiteStore is not open")
+        async with self._write_lock:
+            results: list[tuple[bool, Any]] = await db._execute(  # type: ignore[no-untyped-call]
+                _transaction_in_thread, db._conn, _commit_turns, (batch,)
+            )
+        return results
+
+    async def _in_transaction(self, work: Callable[..., Any], *args: Any) -> Any:
+        """Run ``work(connection, *args)`` as one write transaction in the writer's thread: one thread hop
+        for the whole transaction instead of one per statement (BEGIN, each statement, COMMIT), so the
+        write lock is held for the time SQLite needs and not for a round trip through the event loop
+        per statement. ``work`` is plain sqlite3 code; any exception rolls back and is raised here."""
+        db = self._writer
+        if db is None:
+            raise RuntimeError("SQLiteStore is not open")
+        async with self._write_lock:
+            # aiosqlite runs every call on the connection's own thread; _execute is how it queues one.
+            return await db._execute(  # type: ignore[no-untyped-call]
+                _transaction_in_thread, db._conn, work, args
+            )
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -424,6 +418,151 @@ async def _run(db: aiosqlite.Connection, sql: str, params: _Params) -> int:
     """Execute one statement; the number of rows it changed."""
     async with db.execute(sql, params) as cursor:
         return cursor.rowcount
+
+
+class _Batches:
+    """Calls queued while a batch is in a connection's thread go together in the next batch: under load,
+    one thread hop (and one GIL hand-over each way) serves many turns instead of one per statement.
+    ``run`` takes the queued items and returns ``(ok, result or exception)`` for each, in order."""
+
+    def __init__(self, run: Callable[[list[Any]], Awaitable[list[tuple[bool, Any]]]]) -> None:
+        self._run = run
+        self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def call(self, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((item, future))
+        if self._draining is None:
+            self._draining = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, future), (ok, value) in zip(batch, results, strict=True):
+                    if future.done():  # its caller was cancelled
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._draining = None
+
+
+def _reads_in_thread(conn: sqlite3.Connection, batch: list[tuple[str, _Params]]) -> list[tuple[bool, Any]]:
+    results: list[tuple[bool, Any]] = []
+    for sql, params in batch:
+        try:
+            results.append((True, conn.execute(sql, params).fetchall()))
+        except Exception as exc:
+            results.append((False, exc))
+    return results
+
+
+def _commit_turns(conn: sqlite3.Connection, batch: list[_Params]) -> list[tuple[bool, Any]]:
+    if len(batch) == 1:  # the usual case when idle: no savepoint needed, an error rolls back the whole
+        return [(True, _commit_turn(conn, *batch[0]))]
+    results: list[tuple[bool, Any]] = []
+    for args in batch:
+        conn.execute("SAVEPOINT turn")
+        try:
+            results.append((True, _commit_turn(conn, *args)))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO turn")
+            results.append((False, exc))
+        conn.execute("RELEASE turn")
+    return results
+
+
+def _transaction_in_thread(conn: sqlite3.Connection, work: Callable[..., Any], args: _Params) -> Any:
+    """In the writer's thread: BEGIN IMMEDIATE, ``work``, COMMIT; ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _commit_turn(
+    conn: sqlite3.Connection,
+    write: TurnWrite,
+    key: tuple[str, str],
+    context: bytes,
+    events: list[_Params],
+    reply: bytes | None,
+    now: float,
+    purge: bool,
+    ttl_s: float,
+) -> int:
+    """A turn's write, in the writer's thread inside one transaction: compare-and-set the context, append
+    the events, keep the idempotency record, set or clear the timer, now and then purge old records."""
+    version = _compare_and_set(conn, write, key, context, now)
+    if events:
+        conn.executemany("INSERT INTO history (tenant_id, conversation_id, event) VALUES (?, ?, ?)", events)
+    if write.message_id is not None and reply is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO idempotency"
+            " (tenant_id, conversation_id, message_id, reply, created_at) VALUES (?, ?, ?, ?, ?)",
+            (*key, write.message_id, reply, now),
+        )
+    if isinstance(write.timer, Timer):
+        conn.execute(
+            f"INSERT OR REPLACE INTO timers ({_TIMER}) VALUES (?, ?, ?, ?, ?)", _timer_row(write.timer)
+        )
+    elif write.timer is None:
+        conn.execute(f"DELETE FROM timers WHERE {_CONVERSATION}", key)
+    if purge:
+        conn.execute("DELETE FROM idempotency WHERE created_at <= ?", (now - ttl_s,))
+    return version
+
+
+def _compare_and_set(
+    conn: sqlite3.Connection, write: TurnWrite, key: tuple[str, str], context: bytes, now: float
+) -> int:
+    """Write the context if its version is still ``expected_version``; a reset row (context NULL) counts
+    as absent but keeps its version, so versions never repeat."""
+    if write.expected_version is None:
+        row = conn.execute(
+            f"SELECT version, context IS NOT NULL FROM conversations WHERE {_CONVERSATION}", key
+        ).fetchone()
+        if row is not None and row[1]:
+            raise _conflict(write)
+        version = (row[0] if row is not None else 0) + 1
+        conn.execute(
+            "INSERT OR REPLACE INTO conversations"
+            " (tenant_id, conversation_id, context, version, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (*key, context, version, now),
+        )
+        return int(version)
+    changed = conn.execute(
+        "UPDATE conversations SET context = ?, version = version + 1, updated_at = ?"
+        f" WHERE {_CONVERSATION} AND version = ? AND context IS NOT NULL",
+        (context, now, *key, write.expected_version),
+    ).rowcount
+    if changed != 1:
+        raise _conflict(write)
+    return write.expected_version + 1
+
+
+def _record_events(conn: sqlite3.Connection, rows: list[_Params]) -> None:
+    conn.executemany("INSERT INTO events (tenant_id, type, event) VALUES (?, ?, ?)", rows)
 
 
 def _tenant(row: Iterable[Any]) -> Tenant:

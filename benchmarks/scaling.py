@@ -1,0 +1,227 @@
+"""How turn cost and memory grow with the work: history length, published flow versions, compiled flows,
+and the bytes an idle conversation costs in SQLite.
+
+- history: conversations with 10, 1,000 and 10,000 history events (rows written straight into the
+  store's ``history`` table, as if by earlier turns); the turn never reads history, so cost must stay flat.
+- versions: 1, 100 and 10,000 published flow versions in the store (one per flow id, rows written
+  straight into ``flow_versions``); the turn looks up only its own flow's published version.
+- RSS: the process's resident memory (``/proc/self/status`` VmRSS) before and after validating and
+  compiling 1,000 copies of the pizza flow (distinct flow ids), per flow.
+- bytes per idle conversation: SQLite file size (main file after a WAL checkpoint) before and after N
+  conversations of one turn each, divided by N.
+Turn costs are mean ms per turn at 1 in flight, median of 3 repetitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import multiprocessing
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.report import Section, Stats, Target
+from benchmarks.turns import SCRIPT
+from mcp_engine.runtime.execution import ExecutionService, InboundMessage
+from mcp_engine.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+PIZZA: dict[str, Any] = json.loads((ROOT / "examples" / "flows" / "pizza.json").read_text())
+CONVERSATIONS = 10  # conversations timed per measurement
+
+
+async def _engine(path: str) -> ExecutionService:
+    engine = ExecutionService(SQLiteStore(path))
+    await engine.start()
+    await engine.publish_flow(PIZZA, make_default=True)
+    return engine
+
+
+async def _turns(engine: ExecutionService, prefix: str, rounds: int) -> list[float]:
+    """Per-turn seconds of ``rounds`` happy paths on each of the conversations ``prefix-0..``."""
+    samples = []
+    for _ in range(rounds):
+        for n in range(CONVERSATIONS):
+            for text in SCRIPT:
+                started = time.perf_counter()
+                await engine.process_message("demo", f"{prefix}-{n}", InboundMessage(text=text))
+                samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def _history_cost(path: str, events: int, rounds: int) -> float:
+    engine = await _engine(path)
+    await _turns(engine, "h", 1)  # the conversations exist
+    with sqlite3.connect(path) as db:
+        row = orjson.dumps({"type": "message_in", "tenant_id": "demo", "data": {"text": "old"}})
+        for n in range(CONVERSATIONS):
+            db.executemany(
+                "INSERT INTO history (tenant_id, conversation_id, event) VALUES ('demo', ?, ?)",
+                ((f"h-{n}", row) for _ in range(events)),
+            )
+    samples = await _turns(engine, "h", rounds)
+    await engine.close()
+    return sum(samples) / len(samples)
+
+
+async def _versions_cost(path: str, versions: int, rounds: int) -> float:
+    engine = await _engine(path)
+    with sqlite3.connect(path) as db:
+        now = time.time()
+        rows = []
+        for i in range(versions - 1):
+            document = orjson.dumps({**PIZZA, "flow_id": f"pizza_{i}"})
+            rows.append(("demo", f"pizza_{i}", PIZZA["version"], document, "published", now, now))
+        db.executemany("INSERT INTO flow_versions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    await _turns(engine, "v", 1)  # warm: the flow is compiled
+    samples = await _turns(engine, "v", rounds)
+    await engine.close()
+    return sum(samples) / len(samples)
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _rss_per_flow(flows: int) -> tuple[float, float]:
+    """(MB for ``flows`` compiled flows, KB per flow)."""
+    from mcp_engine.flow.validate import validate_data
+    from mcp_engine.plugin_manager import default_registry
+    from mcp_engine.rulesets import get_backend
+    from mcp_engine.runtime.compiled import compile_flow
+    from mcp_engine.runtime.services import Services
+
+    registry, services = default_registry(), Services()
+    backend = get_backend("python")
+    warm = compile_flow(validate_data(PIZZA, registry).raise_for_errors(), registry, backend, services)
+    gc.collect()
+    before = _rss_bytes()
+    compiled = [warm]
+    for i in range(flows):
+        flow = validate_data({**PIZZA, "flow_id": f"pizza_{i}"}, registry).raise_for_errors()
+        compiled.append(compile_flow(flow, registry, backend, services))
+    gc.collect()
+    grown = _rss_bytes() - before
+    for flow in compiled:
+        flow.close()
+    return grown / 2**20, grown / flows / 1024
+
+
+async def _bytes_per_conversation(path: str, conversations: int) -> float:
+    engine = await _engine(path)
+
+    def size() -> int:
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return os.path.getsize(path)
+
+    before = size()
+    for n in range(conversations):
+        await engine.process_message("demo", f"idle-{n}", InboundMessage(text=SCRIPT[0]))
+    await engine.sinks.drain()
+    after = size()
+    await engine.close()
+    return (after - before) / conversations
+
+
+def _fresh_process(fn: Any, *args: Any) -> Any:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def _median(fn: Any, repetitions: int = 3) -> Stats:
+    return Stats.of([fn() for _ in range(repetitions)])
+
+
+def run(quick: bool = False) -> Section:
+    rounds = 1 if quick else 3
+    history_sizes = (10, 300, 2_000) if quick else (10, 1_000, 10_000)
+    version_counts = (1, 30, 1_000) if quick else (1, 100, 10_000)
+    rows: list[list[str]] = []
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        counter = iter(range(10**6))
+
+        def fresh() -> str:
+            return f"{scratch}/s{next(counter)}.db"
+
+        history = {
+            n: _median(lambda n=n: asyncio.run(_history_cost(fresh(), n, rounds))) for n in history_sizes
+        }
+        for n, stats in history.items():
+            rows.append(
+                [f"turn, {n:,} history events", stats.ms(), f"{stats.median / history[10].median:.2f}x"]
+            )
+        versions = {
+            n: _median(lambda n=n: asyncio.run(_versions_cost(fresh(), n, rounds))) for n in version_counts
+        }
+        for n, stats in versions.items():
+            rows.append(
+                [
+                    f"turn, {n:,} published flow versions",
+                    stats.ms(),
+                    f"{stats.median / versions[1].median:.2f}x",
+                ]
+            )
+        flows = 200 if quick else 1_000
+        rss = [_fresh_process(_rss_per_flow, flows) for _ in range(3)]  # no reused heap
+        rss_mb, per_flow = Stats.of([r[0] for r in rss]), Stats.of([r[1] for r in rss])
+        rows.append(
+            [
+                f"RSS growth, {flows:,} compiled pizza flows",
+                f"{rss_mb.median:.1f} MB ({rss_mb.low:.1f}-{rss_mb.high:.1f})",
+                f"{per_flow.median:.0f} KB/flow",
+            ]
+        )
+        idle_n = 150 if quick else 2_000
+        idle = Stats.of([asyncio.run(_bytes_per_conversation(fresh(), idle_n)) for _ in range(3)])
+        rows.append(
+            [
+                f"SQLite bytes per idle conversation ({idle_n:,} of one turn)",
+                f"{idle.median:,.0f} B ({idle.low:,.0f}-{idle.high:,.0f})",
+                "",
+            ]
+        )
+    ratio = history[history_sizes[-1]].median / history[10].median
+    figures.update(
+        history_ms={str(k): v.median * 1e3 for k, v in history.items()},
+        versions_ms={str(k): v.median * 1e3 for k, v in versions.items()},
+        rss_mb_per_compiled_flows={str(flows): rss_mb.median},
+        rss_kb_per_flow=per_flow.median,
+        sqlite_bytes_per_idle_conversation=idle.median,
+        history_ratio_largest_to_10=ratio,
+    )
+    return Section(
+        "Scaling: turn cost vs history and published versions; memory per compiled flow;"
+        " bytes per conversation",
+        ["what", "measured (median, min-max of 3)", "relative"],
+        rows,
+        [
+            Target(
+                f"turn cost at {history_sizes[-1]:,} history events ≤ 1.2x that at 10",
+                f"{ratio:.2f}x",
+                ratio <= 1.2,
+            ),
+        ],
+        notes=[
+            f"turn cost: mean ms per turn, {CONVERSATIONS} conversations x {rounds} happy path(s) of "
+            f"{len(SCRIPT)} messages, 1 in flight, fresh store per repetition.",
+            "RSS from /proc/self/status VmRSS around validate + compile"
+            " of distinct copies of the pizza flow.",
+        ],
+        figures=figures,
+    )
+
+
+if __name__ == "__main__":
+    print(run().markdown())
