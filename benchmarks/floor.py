@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 
 import aiosqlite
 import orjson
 
-from benchmarks.report import Section, Stats, Target
-from benchmarks.turns import SCRIPT, _engine_run, _p
+from benchmarks.load import SCRIPT, Run, compare, pizza_turns, timed_conversations
+from benchmarks.report import Section, Target
 from mcp_engine.api.rest.models import MessageOut, MessageRequest
+from mcp_engine.store.sqlite import SQLiteStore
 
 
-async def _floor_run(path: str, conversations: int, in_flight: int) -> tuple[float, list[float]]:
+async def _floor_run(path: str, conversations: int, in_flight: int) -> Run:
     writer = await aiosqlite.connect(path, isolation_level=None)
     await writer.execute("PRAGMA journal_mode=WAL")
     await writer.execute("PRAGMA synchronous = NORMAL")
@@ -37,40 +37,31 @@ async def _floor_run(path: str, conversations: int, in_flight: int) -> tuple[flo
         "variables": {"blob": "x" * 1900},
         "current_state": "s",
     }
-    latencies: list[float] = []
-    gate = asyncio.Semaphore(in_flight)
 
-    async def converse(n: int) -> None:
-        async with gate:
-            for text in SCRIPT:
-                started = time.perf_counter()
-                body = orjson.dumps({"tenant_id": "demo", "content": {"type": "text", "text": text}})
-                request = MessageRequest.model_validate_json(body)
-                key = (request.tenant_id, f"floor-{n}")
-                rows = list(
-                    await reader.execute_fetchall(
-                        "SELECT context, version FROM conversations"
-                        " WHERE tenant_id = ? AND conversation_id = ?",
-                        key,
-                    )
-                )
-                version = rows[0][1] + 1 if rows else 1
-                async with write_lock:
-                    await writer.execute("BEGIN IMMEDIATE")
-                    await writer.execute(
-                        "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)",
-                        (*key, orjson.dumps(context), version),
-                    )
-                    await writer.execute("COMMIT")
-                MessageOut(type="text", text=request.content.text, attributes={}).model_dump_json()
-                latencies.append(time.perf_counter() - started)
+    async def turn(n: int, text: str) -> None:
+        body = orjson.dumps({"tenant_id": "demo", "content": {"type": "text", "text": text}})
+        request = MessageRequest.model_validate_json(body)
+        key = (request.tenant_id, f"floor-{n}")
+        rows = list(
+            await reader.execute_fetchall(
+                "SELECT context, version FROM conversations WHERE tenant_id = ? AND conversation_id = ?", key
+            )
+        )
+        version = rows[0][1] + 1 if rows else 1
+        async with write_lock:
+            await writer.execute("BEGIN IMMEDIATE")
+            await writer.execute(
+                "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)",
+                (*key, orjson.dumps(context), version),
+            )
+            await writer.execute("COMMIT")
+        MessageOut(type="text", text=request.content.text, attributes={}).model_dump_json()
 
-    started = time.perf_counter()
-    await asyncio.gather(*(converse(n) for n in range(conversations)))
-    elapsed = time.perf_counter() - started
-    await reader.close()
-    await writer.close()
-    return len(latencies) / elapsed, latencies
+    try:
+        return await timed_conversations(conversations, in_flight, turn)
+    finally:
+        await reader.close()
+        await writer.close()
 
 
 def run(quick: bool = False) -> Section:
@@ -79,33 +70,18 @@ def run(quick: bool = False) -> Section:
     figures: dict[str, object] = {}
     ratios: dict[int, float] = {}
     for in_flight in (1, 16):
-        engine_rates, floor_rates, engine_lat, floor_lat = [], [], [], []
+        runs: dict[str, list[Run]] = {"engine turn": [], "floor handler": []}
         for rep in range(3):
             with tempfile.TemporaryDirectory() as scratch:
-                rate, lat = asyncio.run(_engine_run(f"{scratch}/e{rep}.db", conversations, in_flight))
-                engine_rates.append(rate)
-                engine_lat += lat
-                rate, lat = asyncio.run(_floor_run(f"{scratch}/f{rep}.db", conversations, in_flight))
-                floor_rates.append(rate)
-                floor_lat += lat
-        engine, floor = Stats.of(engine_rates), Stats.of(floor_rates)
-        ratios[in_flight] = engine.median / floor.median
-        for label, stats, lat in (("engine turn", engine, engine_lat), ("floor handler", floor, floor_lat)):
-            rows.append(
-                [
-                    label,
-                    str(in_flight),
-                    f"{stats.median:,.0f} ({stats.low:,.0f}-{stats.high:,.0f})",
-                    f"{_p(lat, 0.5):.2f}",
-                    f"{_p(lat, 0.99):.2f}",
-                    f"{ratios[in_flight]:.2f}" if label == "engine turn" else "",
-                ]
-            )
-        figures[str(in_flight)] = {
-            "engine_turns_per_s": engine.median,
-            "floor_per_s": floor.median,
-            "ratio": ratios[in_flight],
-        }
+                store = SQLiteStore(f"{scratch}/e{rep}.db")
+                runs["engine turn"].append(asyncio.run(pizza_turns(store, conversations, in_flight)))
+                runs["floor handler"].append(
+                    asyncio.run(_floor_run(f"{scratch}/f{rep}.db", conversations, in_flight))
+                )
+        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
+            in_flight, runs, "engine turn", "floor handler"
+        )
+        rows += level_rows
     return Section(
         "The stack's floor (embedded store) vs the engine's in-process turn",
         ["what", "in flight", "per s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],

@@ -8,24 +8,15 @@ with 1, 16 and 64 in flight; every loop is bounded in count and time; only 127.0
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import grpc
 
-from benchmarks.report import Section, Stats, Target
+from benchmarks.load import SCRIPT, TIME_LIMIT_S, against_echo
+from benchmarks.report import Section, Target
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
-
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ("I'd like two large pizzas", "thin crust please", "12 Main Street", "(650) 253-0000", "yes")
-TIME_LIMIT_S = 60.0
 
 
 class Echo(mcp_pb2_grpc.MCPEngineServicer):
@@ -89,94 +80,9 @@ def _client(port: int, in_flight: int, calls: int, queue: Any) -> None:
     queue.put(asyncio.run(main()))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def _load(port: int, in_flight: int, calls: int) -> tuple[float, list[float]]:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    client = context.Process(target=_client, args=(port, in_flight, calls, queue))
-    client.start()
-    latencies: list[float] = queue.get(timeout=TIME_LIMIT_S + 30)
-    client.join(timeout=10)
-    wall = -latencies.pop()
-    return len(latencies) / wall, latencies
-
-
-def _p(latencies: list[float], q: float) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
-
-
 def run(quick: bool = False) -> Section:
     calls = 320 if quick else 1600
-    levels = (1, 16, 64)
-    engine_port, http_port, echo_port = _free_port(), _free_port(), _free_port()
-    context = multiprocessing.get_context("spawn")
-    echo = context.Process(target=_echo_server, args=(echo_port,), daemon=True)
-    echo.start()
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {
-            **os.environ,
-            "GRPC_PORT": str(engine_port),
-            "HTTP_PORT": str(http_port),
-            "MCP_SQLITE_PATH": f"{scratch}/bench.db",
-            "MCP_AUTH": "off",
-            "MAX_PARALLEL_EXECUTIONS": "1000",
-        }
-        command = [
-            str(Path(sys.executable).parent / "mcp-engine"),
-            "serve",
-            "--flows",
-            str(ROOT / "examples" / "flows"),
-        ]
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_for(engine_port)
-            _wait_for(echo_port)
-            rows, figures, ratios = [], {}, {}
-            for in_flight in levels:
-                engine_runs = [_load(engine_port, in_flight, calls) for _ in range(3)]
-                echo_runs = [_load(echo_port, in_flight, calls) for _ in range(3)]
-                engine = Stats.of([rate for rate, _ in engine_runs])
-                bare = Stats.of([rate for rate, _ in echo_runs])
-                engine_lat = [x for _, lat in engine_runs for x in lat]
-                echo_lat = [x for _, lat in echo_runs for x in lat]
-                ratios[in_flight] = engine.median / bare.median
-                for label, stats, lat in (("engine", engine, engine_lat), ("bare echo", bare, echo_lat)):
-                    rows.append(
-                        [
-                            label,
-                            str(in_flight),
-                            f"{stats.median:,.0f} ({stats.low:,.0f}-{stats.high:,.0f})",
-                            f"{_p(lat, 0.5):.2f}",
-                            f"{_p(lat, 0.99):.2f}",
-                            f"{ratios[in_flight]:.2f}" if label == "engine" else "",
-                        ]
-                    )
-                figures[str(in_flight)] = {
-                    "engine_calls_per_s": engine.median,
-                    "echo_calls_per_s": bare.median,
-                    "engine_p50_ms": _p(engine_lat, 0.5),
-                    "engine_p99_ms": _p(engine_lat, 0.99),
-                }
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            echo.kill()
+    rows, ratios, figures = against_echo(_echo_server, _client, "grpc", calls)
     return Section(
         "gRPC ProcessMessage: the engine (pizza flow, embedded SQLite) vs a bare grpc.aio echo",
         ["server", "in flight", "calls/s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/echo"],

@@ -9,19 +9,12 @@ happy path) with 1, 16 and 64 in flight; every loop is bounded in count and time
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.grpc_turns import SCRIPT, TIME_LIMIT_S, _free_port, _p, _wait_for
-from benchmarks.report import Section, Stats, Target
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.load import SCRIPT, TIME_LIMIT_S, against_echo
+from benchmarks.report import Section, Target
 
 
 def _echo_server(port: int) -> None:
@@ -87,73 +80,9 @@ def _client(port: int, in_flight: int, calls: int, queue: Any) -> None:
     queue.put(asyncio.run(main()))
 
 
-def _load(port: int, in_flight: int, calls: int) -> tuple[float, list[float]]:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    client = context.Process(target=_client, args=(port, in_flight, calls, queue))
-    client.start()
-    latencies: list[float] = queue.get(timeout=TIME_LIMIT_S + 30)
-    client.join(timeout=10)
-    wall = -latencies.pop()
-    return len(latencies) / wall, latencies
-
-
 def run(quick: bool = False) -> Section:
     calls = 160 if quick else 1600
-    engine_port, http_port, echo_port = _free_port(), _free_port(), _free_port()
-    context = multiprocessing.get_context("spawn")
-    echo = context.Process(target=_echo_server, args=(echo_port,), daemon=True)
-    echo.start()
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {
-            **os.environ,
-            "GRPC_PORT": str(engine_port),
-            "HTTP_PORT": str(http_port),
-            "MCP_SQLITE_PATH": f"{scratch}/bench.db",
-            "MCP_AUTH": "off",
-            "MAX_PARALLEL_EXECUTIONS": "1000",
-        }
-        command = [
-            str(Path(sys.executable).parent / "mcp-engine"),
-            "serve",
-            "--flows",
-            str(ROOT / "examples" / "flows"),
-        ]
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_for(http_port)
-            _wait_for(echo_port)
-            rows, figures, ratios = [], {}, {}
-            for in_flight in (1, 16, 64):
-                engine_runs = [_load(http_port, in_flight, calls) for _ in range(3)]
-                echo_runs = [_load(echo_port, in_flight, calls) for _ in range(3)]
-                engine = Stats.of([rate for rate, _ in engine_runs])
-                bare = Stats.of([rate for rate, _ in echo_runs])
-                engine_lat = [x for _, lat in engine_runs for x in lat]
-                echo_lat = [x for _, lat in echo_runs for x in lat]
-                ratios[in_flight] = engine.median / bare.median
-                for label, stats, lat in (("engine", engine, engine_lat), ("bare echo", bare, echo_lat)):
-                    rows.append(
-                        [
-                            label,
-                            str(in_flight),
-                            f"{stats.median:,.0f} ({stats.low:,.0f}-{stats.high:,.0f})",
-                            f"{_p(lat, 0.5):.2f}",
-                            f"{_p(lat, 0.99):.2f}",
-                            f"{ratios[in_flight]:.2f}" if label == "engine" else "",
-                        ]
-                    )
-                figures[str(in_flight)] = {
-                    "engine_calls_per_s": engine.median,
-                    "echo_calls_per_s": bare.median,
-                    "engine_p50_ms": _p(engine_lat, 0.5),
-                    "engine_p99_ms": _p(engine_lat, 0.99),
-                    "ratio": ratios[in_flight],
-                }
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            echo.kill()
+    rows, ratios, figures = against_echo(_echo_server, _client, "http", calls)
     return Section(
         "REST POST /v2/conversations/{id}/messages: the engine (pizza flow, embedded SQLite)"
         " vs a bare aiohttp echo",

@@ -7,124 +7,51 @@ two events: what any turn must at least do), so the ratio shows what the engine 
 from __future__ import annotations
 
 import asyncio
-import json
-import statistics
 import tempfile
-import time
-from pathlib import Path
 
-from benchmarks.report import Section, Stats, Target
-from mcp_engine.runtime.execution import ExecutionService, InboundMessage
+from benchmarks.load import SCRIPT, Run, compare, pizza_turns, timed_conversations
+from benchmarks.report import Section, Target
 from mcp_engine.store.base import TurnWrite
 from mcp_engine.store.sqlite import SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = (
-    "I'd like two large pizzas",
-    "thin crust please",
-    "12 Main Street",
-    "(650) 253-0000",
-    "yes",
-)
+CONTEXT = {"slots": {"size": "large", "count": 2}, "variables": {"blob": "x" * 1800}, "current_state": "s"}
+EVENTS = [{"type": "message_in", "tenant_id": "demo", "data": {"text": "hi"}}] * 2
 
 
-async def _engine_run(store_path: str, conversations: int, in_flight: int) -> tuple[float, list[float]]:
-    engine = ExecutionService(SQLiteStore(store_path))
-    await engine.start()
-    for name in ("pizza.json",):
-        await engine.publish_flow(
-            json.loads((ROOT / "examples" / "flows" / name).read_text()), make_default=True
-        )
-    latencies: list[float] = []
-    gate = asyncio.Semaphore(in_flight)
-
-    async def converse(n: int) -> None:
-        async with gate:
-            for text in SCRIPT:
-                started = time.perf_counter()
-                await engine.process_message("demo", f"bench-{n}", InboundMessage(text=text, user_id=f"u{n}"))
-                latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(converse(n) for n in range(conversations)))
-    elapsed = time.perf_counter() - started
-    await engine.close()
-    return len(latencies) / elapsed, latencies
-
-
-async def _floor_run(store_path: str, conversations: int, in_flight: int) -> tuple[float, list[float]]:
-    store = SQLiteStore(store_path)
+async def _store_floor(path: str, conversations: int, in_flight: int) -> Run:
+    store = SQLiteStore(path)
     await store.open()
-    context = {
-        "slots": {"size": "large", "count": 2},
-        "variables": {"blob": "x" * 1800},
-        "current_state": "s",
-    }
-    events = [{"type": "message_in", "tenant_id": "demo", "data": {"text": "hi"}}] * 2
-    latencies: list[float] = []
-    gate = asyncio.Semaphore(in_flight)
 
-    async def converse(n: int) -> None:
-        async with gate:
-            for _ in SCRIPT:
-                started = time.perf_counter()
-                async with store.lock("demo", f"floor-{n}", 5):
-                    loaded = await store.load("demo", f"floor-{n}")
-                    await store.commit(
-                        TurnWrite(
-                            "demo", f"floor-{n}", loaded.version if loaded else None, context, list(events)
-                        )
-                    )
-                latencies.append(time.perf_counter() - started)
+    async def turn(n: int, text: str) -> None:
+        async with store.lock("demo", f"floor-{n}", 5):
+            loaded = await store.load("demo", f"floor-{n}")
+            version = loaded.version if loaded else None
+            await store.commit(TurnWrite("demo", f"floor-{n}", version, CONTEXT, list(EVENTS)))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(converse(n) for n in range(conversations)))
-    elapsed = time.perf_counter() - started
-    await store.close()
-    return len(latencies) / elapsed, latencies
-
-
-def _p(latencies: list[float], q: float) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
+    try:
+        return await timed_conversations(conversations, in_flight, turn)
+    finally:
+        await store.close()
 
 
 def run(quick: bool = False) -> Section:
     conversations = 40 if quick else 200
-    repetitions = 3
     rows: list[list[str]] = []
     figures: dict[str, object] = {}
     ratios: dict[int, float] = {}
     for in_flight in (1, 16):
-        engine_rates, floor_rates, engine_lat, floor_lat = [], [], [], []
-        for rep in range(repetitions):
+        runs: dict[str, list[Run]] = {"engine turn": [], "store floor": []}
+        for rep in range(3):
             with tempfile.TemporaryDirectory() as scratch:
-                rate, lat = asyncio.run(_engine_run(f"{scratch}/e{rep}.db", conversations, in_flight))
-                engine_rates.append(rate)
-                engine_lat += lat
-                rate, lat = asyncio.run(_floor_run(f"{scratch}/f{rep}.db", conversations, in_flight))
-                floor_rates.append(rate)
-                floor_lat += lat
-        engine, floor = Stats.of(engine_rates), Stats.of(floor_rates)
-        ratios[in_flight] = engine.median / floor.median
-        for label, stats, lat in (("engine turn", engine, engine_lat), ("store floor", floor, floor_lat)):
-            rows.append(
-                [
-                    label,
-                    str(in_flight),
-                    f"{stats.median:,.0f} ({stats.low:,.0f}-{stats.high:,.0f})",
-                    f"{_p(lat, 0.5):.2f}",
-                    f"{_p(lat, 0.99):.2f}",
-                    f"{ratios[in_flight]:.2f}" if label == "engine turn" else "",
-                ]
-            )
-        figures[str(in_flight)] = {
-            "engine_turns_per_s": engine.median,
-            "floor_turns_per_s": floor.median,
-            "engine_p50_ms": _p(engine_lat, 0.5),
-            "engine_p99_ms": _p(engine_lat, 0.99),
-            "engine_mean_ms": statistics.fmean(engine_lat) * 1e3,
-        }
+                store = SQLiteStore(f"{scratch}/e{rep}.db")
+                runs["engine turn"].append(asyncio.run(pizza_turns(store, conversations, in_flight)))
+                runs["store floor"].append(
+                    asyncio.run(_store_floor(f"{scratch}/f{rep}.db", conversations, in_flight))
+                )
+        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
+            in_flight, runs, "engine turn", "store floor"
+        )
+        rows += level_rows
     return Section(
         "ExecutionService turns on the pizza flow (embedded SQLite, one process)",
         ["what", "in flight", "turns/s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],
