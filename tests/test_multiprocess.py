@@ -20,20 +20,18 @@ import os
 import random
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import grpc
 import pytest
 
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.store.postgres import ProductionStore
+from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
 from tests.serve_kit import Served, serve
-from tests.test_store_postgres import POSTGRES_URI, REDIS_URL, delete_keys
 from tests.turnkit import TENANT, flow, on, set_action, wait
 
 pytestmark = pytest.mark.slow
@@ -75,14 +73,8 @@ class Cluster:
 @pytest.fixture
 async def backing() -> AsyncIterator[str]:
     """One schema and key prefix name for the whole cluster, removed afterwards."""
-    name = f"mp_{uuid.uuid4().hex[:12]}"
-    yield name
-    conn = await asyncpg.connect(POSTGRES_URI)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
-    await delete_keys(name)
+    async with fresh_backing("mp") as name:
+        yield name
 
 
 @pytest.fixture

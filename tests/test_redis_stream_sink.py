@@ -3,7 +3,6 @@ events land in the stream, the stream stays capped, and an unreachable Redis nev
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,16 +16,15 @@ from mcp_engine.plugins.sinks.redis_stream import RedisStreamSink, mcp_engine_ev
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.store.sqlite import SQLiteStore
 from tests.engine_fixtures import engine_settings
+from tests.production_kit import REDIS_URL, fresh_backing
 from tests.serve_kit import free_port
-from tests.test_store_postgres import REDIS_URL, delete_keys
 from tests.turnkit import TENANT, flow, msg, on, set_action, wait
 
 
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
-    name = f"s_{uuid.uuid4().hex[:12]}"
-    yield name
-    await delete_keys(name)
+    async with fresh_backing("s") as name:
+        yield name
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,8 +24,8 @@ from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.services import Services
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
+from tests.production_kit import POSTGRES_URI, REDIS_URL, delete_keys, fresh_backing
 from tests.serve_kit import free_port
-from tests.test_store_postgres import POSTGRES_URI, REDIS_URL, delete_keys
 from tests.test_turn_runtime import timer_flow
 from tests.turnkit import TENANT, flow, msg, on, set_action, wait
 
@@ -46,14 +45,8 @@ def counter_flow() -> dict[str, object]:
 @pytest.fixture
 async def name() -> AsyncIterator[str]:
     """The schema and key prefix of the test, removed afterwards."""
-    value = f"f_{uuid.uuid4().hex[:12]}"
-    yield value
-    conn = await asyncpg.connect(POSTGRES_URI)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {value} CASCADE")
-    finally:
-        await conn.close()
-    await delete_keys(value)
+    async with fresh_backing("f") as value:
+        yield value
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ schema and key prefix, dropped and deleted afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg  # type: ignore[import-untyped]
@@ -20,34 +18,17 @@ from redis.asyncio import Redis
 from mcp_engine.store.base import Store
 from mcp_engine.store.postgres import ProductionStore
 from mcp_engine.store.postgres_schema import MIGRATIONS
+from tests.production_kit import POSTGRES_URI, REDIS_URL, delete_keys, fresh_backing
 from tests.store_contract import A, OpenStore, StoreContract, timer, turn
 
-POSTGRES_URI = os.environ.get("MCP_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("MCP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 OpenProduction = Callable[..., Awaitable[ProductionStore]]
-
-
-async def delete_keys(prefix: str) -> int:
-    """What ``FLUSHALL`` would do to this test's keys (without touching anyone else's)."""
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        return int(await client.delete(*keys)) if keys else 0
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
 async def backing() -> AsyncIterator[tuple[str, str]]:
     """A fresh (schema, key prefix), removed at the end."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name, name
-    conn = await asyncpg.connect(POSTGRES_URI)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
-    await delete_keys(name)
+    async with fresh_backing("t") as name:
+        yield name, name
 
 
 @pytest.fixture

@@ -6,40 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.services import Services
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import EXAMPLE_FLOWS, engine_settings, example_flow
+from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
 from tests.test_e2e_examples import order_two_large, pizza
-from tests.test_store_postgres import POSTGRES_URI, REDIS_URL, delete_keys
 from tests.turnkit import TENANT, flow, msg, on, set_action, wait
 
 
 @pytest.fixture
 async def engine() -> AsyncIterator[ExecutionService]:
     """An engine on its own schema and key prefix (both removed afterwards), the example flows published."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
-    engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
-    await engine.start()
-    try:
-        for example in EXAMPLE_FLOWS:
-            await engine.publish_flow(copy.deepcopy(example_flow(example)))
-        yield engine
-    finally:
-        await engine.close()
-        conn = await asyncpg.connect(POSTGRES_URI)
+    async with fresh_backing("t") as name:
+        store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
+        engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
+        await engine.start()
         try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            for example in EXAMPLE_FLOWS:
+                await engine.publish_flow(copy.deepcopy(example_flow(example)))
+            yield engine
         finally:
-            await conn.close()
-        await delete_keys(name)
+            await engine.close()
 
 
 async def test_pizza_happy_path(engine: ExecutionService) -> None:

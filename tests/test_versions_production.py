@@ -4,18 +4,16 @@ old version again. Fails loudly, like ``test_store_postgres.py``, when the serve
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.services import Services
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
-from tests.test_store_postgres import POSTGRES_URI, REDIS_URL, delete_keys
+from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
 from tests.turnkit import TENANT, end, flow, go, msg, on, response, texts, wait
 
 
@@ -34,20 +32,14 @@ def versioned(version: str, word: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[ExecutionService]:
-    name = f"v_{uuid.uuid4().hex[:12]}"
-    store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
-    engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close()
-        conn = await asyncpg.connect(POSTGRES_URI)
+    async with fresh_backing("v") as name:
+        store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
+        engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
+        await engine.start()
         try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            yield engine
         finally:
-            await conn.close()
-        await delete_keys(name)
+            await engine.close()
 
 
 async def say(engine: ExecutionService, conversation: str, text: str) -> tuple[list[str], str]:
