@@ -11,18 +11,17 @@ same concurrency (1 and 16 in flight), 3 repetitions each.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 
 import aiosqlite
 import orjson
 
-from benchmarks.load import SCRIPT, Run, compare, pizza_turns, timed_conversations
+from benchmarks.load import SCRIPT, Run, in_process, sqlite_pizza, timed_conversations
 from benchmarks.report import Section, Target
 from mcp_engine.api.rest.models import MessageOut, MessageRequest
-from mcp_engine.store.sqlite import SQLiteStore
 
 
-async def _floor_run(path: str, conversations: int, in_flight: int) -> Run:
+async def _floor_run(scratch: str, conversations: int, in_flight: int) -> Run:
+    path = f"{scratch}/floor.db"
     writer = await aiosqlite.connect(path, isolation_level=None)
     await writer.execute("PRAGMA journal_mode=WAL")
     await writer.execute("PRAGMA synchronous = NORMAL")
@@ -66,22 +65,9 @@ async def _floor_run(path: str, conversations: int, in_flight: int) -> Run:
 
 def run(quick: bool = False) -> Section:
     conversations = 40 if quick else 200
-    rows: list[list[str]] = []
-    figures: dict[str, object] = {}
-    ratios: dict[int, float] = {}
-    for in_flight in (1, 16):
-        runs: dict[str, list[Run]] = {"engine turn": [], "floor handler": []}
-        for rep in range(3):
-            with tempfile.TemporaryDirectory() as scratch:
-                store = SQLiteStore(f"{scratch}/e{rep}.db")
-                runs["engine turn"].append(asyncio.run(pizza_turns(store, conversations, in_flight)))
-                runs["floor handler"].append(
-                    asyncio.run(_floor_run(f"{scratch}/f{rep}.db", conversations, in_flight))
-                )
-        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
-            in_flight, runs, "engine turn", "floor handler"
-        )
-        rows += level_rows
+    rows, ratios, figures = in_process(
+        ("engine turn", sqlite_pizza), ("floor handler", _floor_run), conversations
+    )
     return Section(
         "The stack's floor (embedded store) vs the engine's in-process turn",
         ["what", "in flight", "per s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks.report import Stats
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
 from mcp_engine.store.base import Store
+from mcp_engine.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ("I'd like two large pizzas", "thin crust please", "12 Main Street", "(650) 253-0000", "yes")
@@ -63,6 +64,34 @@ async def pizza_turns(store: Store, conversations: int, in_flight: int) -> Run:
         return await timed_conversations(conversations, in_flight, turn)
     finally:
         await engine.close()
+
+
+Measure = Callable[[str, int, int], Awaitable[Run]]  # (scratch folder, conversations, in flight) -> Run
+
+
+async def sqlite_pizza(scratch: str, conversations: int, in_flight: int) -> Run:
+    """The engine's pizza turns on a fresh embedded store in ``scratch``."""
+    return await pizza_turns(SQLiteStore(f"{scratch}/engine.db"), conversations, in_flight)
+
+
+def in_process(
+    measured: tuple[str, Measure], baseline: tuple[str, Measure], conversations: int
+) -> tuple[list[list[str]], dict[int, float], dict[str, object]]:
+    """Two in-process measures at 1 and 16 in flight, 3 repetitions each, a fresh scratch folder each time."""
+    rows: list[list[str]] = []
+    ratios: dict[int, float] = {}
+    figures: dict[str, object] = {}
+    for in_flight in (1, 16):
+        runs: dict[str, list[Run]] = {measured[0]: [], baseline[0]: []}
+        for _ in range(3):
+            for label, measure in (measured, baseline):
+                with tempfile.TemporaryDirectory() as scratch:
+                    runs[label].append(asyncio.run(measure(scratch, conversations, in_flight)))
+        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
+            in_flight, runs, measured[0], baseline[0]
+        )
+        rows += level_rows
+    return rows, ratios, figures
 
 
 def compare(

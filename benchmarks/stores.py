@@ -8,24 +8,22 @@ machine); each run gets its own schema and key prefix, dropped afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import tempfile
 import uuid
 
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as redis
 
-from benchmarks.load import SCRIPT, Run, compare, pizza_turns
+from benchmarks.load import SCRIPT, Run, in_process, pizza_turns, sqlite_pizza
 from benchmarks.report import Section, Target
 from mcp_engine.store.postgres import ProductionStore
-from mcp_engine.store.sqlite import SQLiteStore
 
 POSTGRES_URI = os.environ.get("MCP_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MCP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-async def _production(conversations: int, in_flight: int) -> Run:
+async def _production(_scratch: str, conversations: int, in_flight: int) -> Run:
+    """The engine's pizza turns on a fresh schema and key prefix (the scratch folder is not needed)."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
     try:
         return await pizza_turns(
@@ -48,20 +46,7 @@ async def _production(conversations: int, in_flight: int) -> Run:
 
 def run(quick: bool = False) -> Section:
     conversations = 40 if quick else 200
-    rows: list[list[str]] = []
-    figures: dict[str, object] = {}
-    ratios: dict[int, float] = {}
-    for in_flight in (1, 16):
-        runs: dict[str, list[Run]] = {"production": [], "embedded": []}
-        for _ in range(3):
-            with tempfile.TemporaryDirectory() as scratch:
-                store = SQLiteStore(f"{scratch}/bench.db")
-                runs["embedded"].append(asyncio.run(pizza_turns(store, conversations, in_flight)))
-            runs["production"].append(asyncio.run(_production(conversations, in_flight)))
-        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
-            in_flight, runs, "production", "embedded"
-        )
-        rows += level_rows
+    rows, ratios, figures = in_process(("production", _production), ("embedded", sqlite_pizza), conversations)
     return Section(
         "Production store (PostgreSQL + Redis) vs the embedded SQLite store, same engine, one process",
         ["store", "in flight", "turns/s (median, min-max of 3)", "p50 ms", "p99 ms", "production/embedded"],

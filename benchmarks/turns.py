@@ -6,10 +6,7 @@ two events: what any turn must at least do), so the ratio shows what the engine 
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
-
-from benchmarks.load import SCRIPT, Run, compare, pizza_turns, timed_conversations
+from benchmarks.load import SCRIPT, Run, in_process, sqlite_pizza, timed_conversations
 from benchmarks.report import Section, Target
 from mcp_engine.store.base import TurnWrite
 from mcp_engine.store.sqlite import SQLiteStore
@@ -18,8 +15,8 @@ CONTEXT = {"slots": {"size": "large", "count": 2}, "variables": {"blob": "x" * 1
 EVENTS = [{"type": "message_in", "tenant_id": "demo", "data": {"text": "hi"}}] * 2
 
 
-async def _store_floor(path: str, conversations: int, in_flight: int) -> Run:
-    store = SQLiteStore(path)
+async def _store_floor(scratch: str, conversations: int, in_flight: int) -> Run:
+    store = SQLiteStore(f"{scratch}/floor.db")
     await store.open()
 
     async def turn(n: int, text: str) -> None:
@@ -36,22 +33,9 @@ async def _store_floor(path: str, conversations: int, in_flight: int) -> Run:
 
 def run(quick: bool = False) -> Section:
     conversations = 40 if quick else 200
-    rows: list[list[str]] = []
-    figures: dict[str, object] = {}
-    ratios: dict[int, float] = {}
-    for in_flight in (1, 16):
-        runs: dict[str, list[Run]] = {"engine turn": [], "store floor": []}
-        for rep in range(3):
-            with tempfile.TemporaryDirectory() as scratch:
-                store = SQLiteStore(f"{scratch}/e{rep}.db")
-                runs["engine turn"].append(asyncio.run(pizza_turns(store, conversations, in_flight)))
-                runs["store floor"].append(
-                    asyncio.run(_store_floor(f"{scratch}/f{rep}.db", conversations, in_flight))
-                )
-        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
-            in_flight, runs, "engine turn", "store floor"
-        )
-        rows += level_rows
+    rows, ratios, figures = in_process(
+        ("engine turn", sqlite_pizza), ("store floor", _store_floor), conversations
+    )
     return Section(
         "ExecutionService turns on the pizza flow (embedded SQLite, one process)",
         ["what", "in flight", "turns/s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],
