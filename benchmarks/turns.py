@@ -7,7 +7,7 @@ two events: what any turn must at least do), so the ratio shows what the engine 
 from __future__ import annotations
 
 from benchmarks.load import SCRIPT, Run, in_process, sqlite_pizza, timed_conversations
-from benchmarks.report import Section, Target
+from benchmarks.report import Section
 from mcp_engine.store.base import TurnWrite
 from mcp_engine.store.sqlite import SQLiteStore
 
@@ -33,14 +33,14 @@ async def _store_floor(scratch: str, conversations: int, in_flight: int) -> Run:
 
 def run(quick: bool = False) -> Section:
     conversations = 40 if quick else 200
-    rows, ratios, figures = in_process(
+    rows, _ratios, figures = in_process(
         ("engine turn", sqlite_pizza), ("store floor", _store_floor), conversations
     )
     return Section(
         "ExecutionService turns on the pizza flow (embedded SQLite, one process)",
         ["what", "in flight", "turns/s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],
         rows,
-        [Target("engine turns/s reported beside the store floor", f"{ratios[16]:.2f} at 16 in flight", True)],
+        [],
         notes=[
             f"{conversations} conversations x {len(SCRIPT)} messages per repetition (the pizza happy path).",
             "Store floor: lock + load + commit of a 2 KB context with two events per turn, same store.",
