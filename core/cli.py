@@ -250,16 +250,15 @@ def _state(key: ApiKey) -> str:
 )
 def serve(flows_dir: Path | None, host: str, default_flow: str | None) -> None:
     """Serve REST (HTTP_PORT) and gRPC (GRPC_PORT) until SIGTERM/SIGINT; MCP_LOG_FORMAT=json for JSON logs."""
-    import asyncio
     import os
 
     from mcp_engine.config import EngineSettings
     from mcp_engine.errors import EngineError
     from mcp_engine.logs import configure_logging
-    from mcp_engine.serve import serve as run_server
+    from mcp_engine.serve import run as run_server
 
     configure_logging(os.environ.get("MCP_LOG_FORMAT"))
     try:
-        sys.exit(asyncio.run(run_server(EngineSettings(), host, flows_dir, default_flow)))
+        sys.exit(run_server(EngineSettings(), host, flows_dir, default_flow))
     except EngineError as exc:
         raise click.ClickException(exc.message) from exc

@@ -31,6 +31,9 @@ class EngineSettings(BaseSettings):
         None, alias="MCP_AUTH", description="Unset: on with POSTGRES_URI, off on the embedded default"
     )
     admin_key: SecretStr | None = Field(None, alias="MCP_ADMIN_KEY")  # SecretStr: never in a repr or log
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", alias="MCP_EVENT_LOOP", description="serve's event loop; asyncio where uvloop is missing"
+    )
 
     @property
     def auth_mode(self) -> Literal["on", "off"]:

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 # Turns take ~1 ms on the embedded store and up to seconds with a slow integration.
 TURN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STEP_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
-STORE_OPERATIONS = ("reply_for", "load", "commit")
+STORE_OPERATIONS = ("begin", "commit")  # a turn's two store calls (Store.begin_turn, its commit)
 
 
 class StateMetrics:
@@ -111,7 +111,7 @@ class Metrics:
         )
         self.lock_wait = Histogram(
             "mcp_lock_wait_seconds",
-            "Time waiting for the conversation lock",
+            "Time to hold the conversation lock, with the context read that comes with it",
             registry=r,
             buckets=STEP_BUCKETS,
         )

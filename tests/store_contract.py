@@ -369,6 +369,58 @@ class StoreContract:
         async with store.lock(A, "c1", timeout_s=0.05):  # released, also after the timeout
             pass
 
+    # the turn's start: lock, idempotency record and context in one step
+
+    async def test_begin_turn_loads_commits_and_releases(self, store: Store) -> None:
+        async with store.begin_turn(A, "c1", None, timeout_s=1) as start:
+            assert (start.conversation, start.reply) == (None, None)
+            assert await start.commit(turn(None, context={"n": 1}, message_id="m1", reply={"r": 1})) == 1
+        async with store.begin_turn(A, "c1", "m2", timeout_s=0.05) as start:  # released
+            assert start.reply is None
+            assert start.conversation is not None
+            assert (start.conversation.context, start.conversation.version) == ({"n": 1}, 1)
+            assert await start.commit(turn(1, context={"n": 2})) == 2
+        conversation = await store.load(A, "c1")
+        assert conversation is not None
+        assert conversation.context == {"n": 2}
+
+    async def test_begin_turn_answers_a_processed_message_with_its_reply(self, open_store: OpenStore) -> None:
+        first, second = await open_store(), await open_store()
+        await first.commit(turn(None, context={"n": 1}, message_id="m1", reply={"r": 1}))
+        async with second.begin_turn(A, "c1", "m1", timeout_s=1) as start:
+            assert start.reply == {"r": 1}
+        async with second.begin_turn(B, "c1", "m1", timeout_s=1) as start:  # another tenant's message
+            assert (start.reply, start.conversation) == (None, None)
+
+    async def test_begin_turn_holds_the_conversation(self, store: Store) -> None:
+        async with store.begin_turn(A, "c1", None, timeout_s=1):
+            with pytest.raises(ConversationBusy):
+                async with store.begin_turn(A, "c1", None, timeout_s=0.05):
+                    pass
+            with pytest.raises(ConversationBusy):
+                async with store.lock(A, "c1", timeout_s=0.05):
+                    pass
+            async with store.begin_turn(A, "c2", None, timeout_s=0.05):  # others are not held up
+                pass
+        with pytest.raises(RuntimeError, match="turn failed"):
+            async with store.begin_turn(A, "c1", None, timeout_s=0.05):
+                raise RuntimeError("turn failed")
+        async with store.begin_turn(A, "c1", None, timeout_s=0.05):  # released after a failure too
+            pass
+
+    async def test_begin_turn_serialises_concurrent_turns(self, store: Store) -> None:
+        async def increment() -> None:
+            async with store.begin_turn(A, "c1", None, timeout_s=5) as start:
+                found = start.conversation
+                n = found.context["n"] if found is not None else 0
+                await asyncio.sleep(0.002)
+                await start.commit(turn(found.version if found else None, context={"n": n + 1}))
+
+        await asyncio.gather(*(increment() for _ in range(8)))
+        conversation = await store.load(A, "c1")
+        assert conversation is not None
+        assert (conversation.context, conversation.version) == ({"n": 8}, 8)
+
     # analytics events
 
     async def test_record_events_and_read_back(self, store: Store) -> None:

@@ -100,6 +100,7 @@ def test_valid_values(rule: str, text: str, expected: list[Any]) -> None:
         ("int", "12.5", [(12.5, "12.5 is not a whole number")]),
         ("number:0..1", "1.5", [(1.5, "1.5 is not between 0.0 and 1.0")]),
         ("phone", "555 123 4567", [("+15551234567", "555 123 4567 is not a valid phone number")]),
+        ("phone", "+49 1234", [("+491234", "+49 1234 is not a valid phone number")]),  # the fewest digits
     ],
 )
 def test_invalid_values_carry_a_reason(rule: str, text: str, expected: list[tuple[Any, str]]) -> None:
@@ -124,6 +125,16 @@ def test_dates_follow_the_conversation_timezone() -> None:
     utc = ExtractContext(timezone="UTC", now=CTX.now)
     assert KINDS["date"].extract("today", None, utc)[0].value == "2026-03-10"
     assert KINDS["date"].extract("today", None, CTX)[0].value == "2026-03-09"
+
+
+def test_phone_numbers_need_their_fewest_digits() -> None:
+    """The digit count that lets a text skip the matcher is the fewest any possible number has: four
+    written with a country code ("+49 1234"), a region's own shortest otherwise."""
+    assert KINDS["phone"].parse(None) == ("US", 4)
+    assert KINDS["phone"].parse("gb") == ("GB", 4)
+    us = KINDS["phone"].parse(None)
+    assert KINDS["phone"].extract("12 Main Street, flat 3", us, CTX) == []
+    assert [f.value for f in KINDS["phone"].extract("+49 1234", us, CTX)] == ["+491234"]
 
 
 def test_phone_region_must_exist() -> None:

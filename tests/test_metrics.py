@@ -84,7 +84,7 @@ async def test_metrics_after_a_few_turns(engine: ExecutionService) -> None:
     assert value(found, "mcp_run_completions_total", flow="pizza") == 1
     assert value(found, "mcp_lock_wait_seconds_count") == 6
     assert value(found, "mcp_store_seconds_count", operation="commit") == 6
-    assert value(found, "mcp_store_seconds_count", operation="load") == 6
+    assert value(found, "mcp_store_seconds_count", operation="begin") == 6
     for state_type in ("response", "intent", "slot_filling", "end"):
         assert value(found, "mcp_state_execution_seconds_count", flow="pizza", state_type=state_type) > 0
     for state_type in ("response", "intent", "slot_filling"):  # an end state has no transitions

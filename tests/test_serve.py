@@ -67,6 +67,7 @@ async def test_start_reports_loads_flows_and_serves_both_protocols(tmp_path: Pat
         assert "state type " in out
         assert "action " in out
         assert "rules backend: python" in out
+        assert "event loop: uvloop" in out  # MCP_EVENT_LOOP's default
         assert "AUTH IS OFF" in out
         assert "broken.json skipped" in out
         assert "flows: 4 published" in out

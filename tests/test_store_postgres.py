@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from mcp_engine.store.base import Store
 from mcp_engine.store.postgres import ProductionStore
@@ -186,3 +188,74 @@ def test_names_that_would_break_keys_or_sql_are_refused() -> None:
         ProductionStore(POSTGRES_URI, REDIS_URL, schema="x; DROP TABLE y")
     with pytest.raises(ValueError, match="braces"):
         ProductionStore(POSTGRES_URI, REDIS_URL, key_prefix="mcp{1}")
+
+
+class RoundTrips:
+    """Counts what a store sends: Redis round trips (commands and pipelines) and PostgreSQL statements.
+
+    A spy on the store's own clients, which still talk to the real servers."""
+
+    def __init__(self, store: ProductionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.redis = 0
+        self.postgres = 0
+        client = store._redis_client
+
+        def counted(method: Callable[..., Any], kind: str) -> Callable[..., Any]:
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                setattr(self, kind, getattr(self, kind) + 1)
+                return await method(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(client, "execute_command", counted(client.execute_command, "redis"))
+        monkeypatch.setattr(Pipeline, "execute", counted(Pipeline.execute, "redis"))
+        for name in ("fetchval", "fetchrow", "fetch", "execute"):  # pools and transactions use these too
+            method = getattr(asyncpg.Connection, name)
+            monkeypatch.setattr(asyncpg.Connection, name, counted(method, "postgres"))
+
+    def take(self) -> tuple[int, int]:
+        counts, self.redis, self.postgres = (self.redis, self.postgres), 0, 0
+        return counts
+
+
+async def test_a_turn_is_two_redis_round_trips_and_one_statement(
+    open_production: OpenProduction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_production()
+    await store.commit(turn(None, context={"n": 1}))
+    await store.load(A, "c1")  # PURGE_INTERVAL_S: the first commit of a process also purged old records
+    trips = RoundTrips(store, monkeypatch)
+    async with store.begin_turn(A, "c1", "m2", timeout_s=1) as start:
+        assert trips.take() == (1, 0)  # idempotency record, lock and context: one script
+        await start.commit(turn(1, context={"n": 2}, message_id="m2", reply={"r": 2}, events=[{"type": "e"}]))
+        assert trips.take() == (1, 1)  # one statement; the mirror releases the lock
+    assert trips.take() == (0, 0)
+    async with store.begin_turn(A, "c1", "m2", timeout_s=1) as start:  # a retry: Redis alone answers
+        assert start.reply == {"r": 2}
+    assert trips.take() == (1, 0)
+    async with store.begin_turn(A, "c1", None, timeout_s=1) as start:  # with a timer: still one round trip
+        await start.commit(turn(2, context={"n": 3}, timer=timer(due_at=5.0)))
+    assert trips.take() == (2, 1)
+    assert await store.due_timers(now=10.0) == [timer(due_at=5.0)]
+
+
+async def test_a_retried_message_is_answered_after_redis_lost_everything(
+    backing: tuple[str, str], open_production: OpenProduction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, prefix = backing
+    store = await open_production()
+    async with store.begin_turn(A, "c1", "m1", timeout_s=1) as start:
+        await start.commit(turn(None, context={"n": 1}, message_id="m1", reply={"r": 1}))
+    await delete_keys(prefix)
+    trips = RoundTrips(store, monkeypatch)
+    async with store.begin_turn(A, "c1", "m1", timeout_s=1) as start:
+        assert start.reply == {"r": 1}  # from PostgreSQL, with the context, in one query
+    assert trips.take() == (3, 1)  # begin, refill (context and records together), release
+    async with store.begin_turn(A, "c1", "m1", timeout_s=1) as start:
+        assert start.reply == {"r": 1}  # refilled: Redis alone answers again
+    assert trips.take() == (1, 0)
+    async with store.begin_turn(A, "c1", "m2", timeout_s=1) as start:  # a new message: the cached context
+        assert start.reply is None
+        assert start.conversation is not None
+        assert start.conversation.context == {"n": 1}
+    assert trips.take() == (2, 0)

@@ -1,19 +1,21 @@
 """``ExecutionService``: one conversation turn end to end (ARCHITECTURE.md, "The turn").
 
-idempotency check -> conversation lock -> load context (one read) -> resolve the compiled flow ->
-``Turn`` -> save context + events + idempotency record + timer atomically (compare-and-set) ->
-release the lock -> hand events to the sinks without waiting -> reply.
+begin (idempotency check, conversation lock, load the context: ``Store.begin_turn``, one round trip on the
+production store) -> resolve the compiled flow -> ``Turn`` -> save context + events + idempotency record +
+timer atomically (compare-and-set), releasing the lock with it -> hand events to the sinks without
+waiting -> reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from mcp_engine.config import EngineSettings
 from mcp_engine.errors import (
@@ -139,26 +141,16 @@ class ExecutionService:
         metrics = self.metrics
         self._check_input(tenant_id, conversation_id, message)
         message_id = message.metadata.get("message_id") or None
-        if message_id is not None:
-            reading = time.perf_counter()
-            stored = await self.store.reply_for(tenant_id, conversation_id, message_id)
-            if metrics is not None:
-                metrics.store["reply_for"].observe(time.perf_counter() - reading)
-            if stored is not None:
-                return stored
         timeout = self.settings.context_lock_timeout_ms / 1000
         waiting = time.perf_counter()
-        async with self.store.lock(tenant_id, conversation_id, timeout):
+        async with self.store.begin_turn(tenant_id, conversation_id, message_id, timeout) as start:
             if metrics is not None:
-                metrics.lock_wait.observe(time.perf_counter() - waiting)
-            if message_id is not None:
-                stored = await self.store.reply_for(tenant_id, conversation_id, message_id)
-                if stored is not None:
-                    return stored
-            loading = time.perf_counter()
-            conversation = await self.store.load(tenant_id, conversation_id)
-            if metrics is not None:
-                metrics.store["load"].observe(time.perf_counter() - loading)
+                began = time.perf_counter() - waiting
+                metrics.lock_wait.observe(began)
+                metrics.store["begin"].observe(began)
+            if start.reply is not None:
+                return start.reply
+            conversation = start.conversation
             event = _event_of(message)
             turn, before = await self._run(
                 tenant_id, conversation_id, conversation, message, event, hints, deadline
@@ -167,7 +159,7 @@ class ExecutionService:
                 raise DeadlineExceeded("the caller's deadline passed before the turn could be saved")
             reply = self._reply(turn, before, started)
             committing = time.perf_counter()
-            await self.store.commit(
+            await start.commit(
                 TurnWrite(
                     tenant_id,
                     conversation_id,
@@ -389,9 +381,10 @@ def _event_of(message: InboundMessage) -> dict[str, Any]:
 
 
 def _snapshot(context: dict[str, Any]) -> dict[str, Any]:
-    """What ``flat_updates`` compares, copied: cheaper than copying the whole context every turn."""
+    """What ``flat_updates`` compares, copied: cheaper than copying the whole context every turn. The
+    context was loaded from JSON, so a JSON round trip copies it, at a fifth of ``copy.deepcopy``'s cost."""
     return {
-        "slots": copy.deepcopy(context.get("slots") or {}),
-        "variables": copy.deepcopy(context.get("variables") or {}),
+        "slots": orjson.loads(orjson.dumps(context.get("slots") or {})),
+        "variables": orjson.loads(orjson.dumps(context.get("variables") or {})),
         "current_state": context.get("current_state"),
     }

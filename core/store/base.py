@@ -7,7 +7,8 @@ Every method is scoped by tenant: a conversation or flow of another tenant is si
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -124,6 +125,20 @@ class TurnWrite:
     timer: Timer | Literal["keep"] | None = "keep"  # a Timer sets, None clears, "keep" leaves it
 
 
+class TurnStart(Protocol):
+    """What a turn starts from, while the conversation's lock is held (``Store.begin_turn``).
+
+    ``reply`` is the stored reply when the turn's ``message_id`` was already processed: the caller returns
+    it and does nothing else. Otherwise ``conversation`` is the loaded conversation (None: a new one), and
+    ``commit`` writes the turn and, where the store can, releases the lock in the same round trip.
+    """
+
+    conversation: Conversation | None
+    reply: dict[str, Any] | None
+
+    async def commit(self, write: TurnWrite) -> int: ...
+
+
 class Store(Protocol):
     """What the engine keeps. ``open`` migrates the schema; every method is safe to call concurrently."""
 
@@ -177,6 +192,10 @@ class Store(Protocol):
         ...
 
     async def published(self, tenant_id: str, flow_id: str) -> FlowVersion | None: ...
+
+    async def published_version(self, tenant_id: str, flow_id: str) -> str | None:
+        """Only the name of the published version: what a new run looks up (no document to decode)."""
+        ...
 
     async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
         """The latest-created version of each flow of the tenant (published or not)."""
@@ -235,3 +254,38 @@ class Store(Protocol):
     ) -> AbstractAsyncContextManager[None]:
         """Hold the conversation's lock; ``ConversationBusy`` when it cannot be had within ``timeout_s``."""
         ...
+
+    def begin_turn(
+        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+    ) -> AbstractAsyncContextManager[TurnStart]:
+        """A turn's start in one step: hold the lock (as ``lock``), then the stored reply of ``message_id``
+        if it was processed already, else the conversation (as ``reply_for`` and ``load``). The lock is
+        released when the block ends, or earlier by a successful ``TurnStart.commit``. This is the turn's
+        hot path: the production store makes it one Redis round trip, and the commit one more."""
+        ...
+
+
+@dataclass
+class LoadedTurn:
+    """A ``TurnStart`` of a store whose lock, reads and commit are each cheap on their own."""
+
+    store: Store
+    conversation: Conversation | None = None
+    reply: dict[str, Any] | None = None
+
+    async def commit(self, write: TurnWrite) -> int:
+        return await self.store.commit(write)
+
+
+@asynccontextmanager
+async def begin_turn_in_steps(
+    store: Store, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+) -> AsyncIterator[TurnStart]:
+    """``Store.begin_turn`` out of ``lock``, ``reply_for``, ``load`` and ``commit``, for the embedded store,
+    whose lock is in process and whose reads are local."""
+    async with store.lock(tenant_id, conversation_id, timeout_s):
+        reply = None if message_id is None else await store.reply_for(tenant_id, conversation_id, message_id)
+        if reply is not None:
+            yield LoadedTurn(store, reply=reply)
+        else:
+            yield LoadedTurn(store, await store.load(tenant_id, conversation_id))

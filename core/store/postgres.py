@@ -1,14 +1,17 @@
 """The production store: PostgreSQL (source of truth) + Redis (cache, locks, idempotency cache, schedule).
 
 Why it is built this way (ARCHITECTURE.md "Stores"):
-- every write a turn makes goes to PostgreSQL in one transaction (context compare-and-set, history events,
-  idempotency record, timer row), and only then to Redis, so a Redis flush or restart loses nothing;
+- every write a turn makes goes to PostgreSQL in one statement, so one round trip and one implicit
+  transaction (context compare-and-set, history events, idempotency record, timer row), and only then to
+  Redis, so a Redis flush or restart loses nothing;
 - the compare-and-set on the conversation's version is the fencing token: a process whose Redis lock expired
   mid-turn finds the version moved on and writes nothing;
 - a timer is claimed by a conditional ``DELETE ... RETURNING`` in PostgreSQL, so exactly one process fires
   it, also after every process (or Redis) restarted;
 - each pool connection's ``search_path`` is the store's schema, so a schema per test or per deployment
-  needs no qualified names; asyncpg prepares and caches every statement per connection.
+  needs no qualified names; asyncpg prepares and caches every statement per connection, and a connection
+  goes back to the pool without asyncpg's reset query (the engine leaves no session state behind), which
+  would otherwise cost a second round trip per statement.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -36,9 +40,19 @@ from mcp_engine.errors import (
     UnstorableData,
     VersionExists,
 )
-from mcp_engine.store.base import ApiKey, Conversation, FlowVersion, Tenant, Timer, TurnWrite, encode_json
+from mcp_engine.store.base import (
+    ApiKey,
+    Conversation,
+    FlowVersion,
+    LoadedTurn,
+    Tenant,
+    Timer,
+    TurnStart,
+    TurnWrite,
+    encode_json,
+)
 from mcp_engine.store.postgres_schema import SCHEMA_NAME, migrate
-from mcp_engine.store.redis_parts import RedisParts
+from mcp_engine.store.redis_parts import HeldLock, RedisParts, milliseconds
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +150,7 @@ class ProductionStore:
             max_size=self.pool_size,
             server_settings={"search_path": self.schema},
             init=_init_connection,
+            reset=_keep_session,
         )
         try:
             async with pool.acquire() as conn:
@@ -328,6 +343,16 @@ class ProductionStore:
         return None if row is None else _flow(row)
 
     @outage_is_unavailable
+    async def published_version(self, tenant_id: str, flow_id: str) -> str | None:
+        version: str | None = await self._db().fetchval(
+            "SELECT version FROM flow_versions"
+            " WHERE tenant_id = $1 AND flow_id = $2 AND status = 'published'",
+            tenant_id,
+            flow_id,
+        )
+        return version
+
+    @outage_is_unavailable
     async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
         rows = await self._db().fetch(
             f"SELECT DISTINCT ON (flow_id) {_FLOW} FROM flow_versions WHERE tenant_id = $1"
@@ -358,21 +383,41 @@ class ProductionStore:
     async def load(self, tenant_id: str, conversation_id: str) -> Conversation | None:
         cached = await self._parts().cached(tenant_id, conversation_id)
         if cached is not False:
-            return cached  # type: ignore[return-value]
-        return await self._refresh(tenant_id, conversation_id)
+            return cached
+        conversation, _ = await self._refresh(tenant_id, conversation_id)
+        return conversation
 
-    async def _refresh(self, tenant_id: str, conversation_id: str) -> Conversation | None:
-        """Read the conversation from PostgreSQL and cache what it holds (a reset row as "not there")."""
+    async def _refresh(
+        self, tenant_id: str, conversation_id: str
+    ) -> tuple[Conversation | None, dict[str, bytes]]:
+        """Read the conversation and its live idempotency records (message id -> reply JSON) from
+        PostgreSQL in one query, and cache both again (a reset row as "not there")."""
+        now = time.time()
         row = await self._db().fetchrow(
-            f"SELECT context, version FROM conversations WHERE {_CONVERSATION}", tenant_id, conversation_id
+            "SELECT c.context, c.version, (SELECT json_agg(json_build_array(i.message_id, i.reply,"
+            " i.created_at)) FROM idempotency i WHERE i.tenant_id = $1 AND i.conversation_id = $2"
+            " AND i.created_at > $3) AS records"
+            " FROM (SELECT 1) AS one"
+            " LEFT JOIN conversations c ON c.tenant_id = $1 AND c.conversation_id = $2",
+            tenant_id,
+            conversation_id,
+            now - self.idempotency_ttl_s,
         )
-        if row is None:
-            return None
-        context = row["context"]
-        await self._parts().cache(
-            tenant_id, conversation_id, row["version"], None if context is None else orjson.dumps(context)
-        )
-        return None if context is None else Conversation(tenant_id, conversation_id, context, row["version"])
+        version, context = row["version"], row["context"]
+        records = [
+            (message_id, orjson.dumps(reply), milliseconds(created_at + self.idempotency_ttl_s - now))
+            for message_id, reply, created_at in orjson.loads(row["records"] or "[]")
+        ]
+        if version is not None or records:
+            await self._parts().refill(
+                tenant_id,
+                conversation_id,
+                version or 0,
+                None if context is None else orjson.dumps(context),
+                records,
+            )
+        conversation = None if context is None else Conversation(tenant_id, conversation_id, context, version)
+        return conversation, {message_id: reply for message_id, reply, _ in records}
 
     @outage_is_unavailable
     async def reply_for(self, tenant_id: str, conversation_id: str, message_id: str) -> dict[str, Any] | None:
@@ -389,9 +434,46 @@ class ProductionStore:
         )
         return stored
 
+    @asynccontextmanager
+    async def begin_turn(
+        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+    ) -> AsyncIterator[TurnStart]:
+        """One Redis round trip (idempotency record, lock, cached context); PostgreSQL only on a cache
+        miss. Only the store's own calls map an outage to ``StoreUnavailable``: an ``OSError`` of the
+        turn itself (an integration's, say) must stay what it is."""
+        try:
+            began = await self._parts().begin(tenant_id, conversation_id, message_id, timeout_s)
+        except OUTAGE as exc:
+            raise unavailable(exc) from exc
+        held = began.held
+        if held is None:  # the message was processed already: its reply, and no lock was taken
+            yield LoadedTurn(self, reply=orjson.loads(began.reply or b"null"))
+            return
+        try:
+            try:
+                conversation, replies = (
+                    (began.cached, {})
+                    if began.cached is not False
+                    else (await self._refresh(tenant_id, conversation_id))
+                )
+            except OUTAGE as exc:
+                raise unavailable(exc) from exc
+            stored = None if message_id is None else replies.get(message_id)
+            if stored is not None:
+                yield LoadedTurn(self, reply=orjson.loads(stored))
+            else:
+                yield _LockedTurn(self, held, conversation)
+        finally:
+            await held.release()
+
     @outage_is_unavailable
     async def commit(self, write: TurnWrite) -> int:
-        # Everything is encoded before the transaction starts: bad data raises with nothing written.
+        return await self._commit(write, None)
+
+    async def _commit(self, write: TurnWrite, held: HeldLock | None) -> int:
+        """The turn in one PostgreSQL statement, then mirrored in Redis in one round trip that also
+        releases ``held``."""
+        # Everything is encoded before the statement is sent: bad data raises with nothing written.
         key = (write.tenant_id, write.conversation_id)
         context = encode_json(write.context, "context")
         events = [encode_json(event, f"events[{i}]") for i, event in enumerate(write.events)]
@@ -399,51 +481,38 @@ class ProductionStore:
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
             raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")
         record = (write.message_id, reply) if write.message_id is not None and reply is not None else None
+        timer = write.timer
         now = time.time()
-        async with self._transaction() as conn:
-            version = await _compare_and_set(conn, write, context, now)
-            if version is None:
-                await self._refresh(*key)  # a stale cached context is how a writer usually loses
-                raise _conflict(write)
-            if events:
-                await conn.execute(
-                    "INSERT INTO history (tenant_id, conversation_id, event)"
-                    " SELECT $1, $2, e FROM unnest($3::jsonb[]) WITH ORDINALITY AS t(e, n) ORDER BY n",
-                    *key,
-                    events,
-                )
-            if record is not None:
-                await conn.execute(
-                    "INSERT INTO idempotency (tenant_id, conversation_id, message_id, reply, created_at)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, conversation_id, message_id)"
-                    " DO UPDATE SET reply = EXCLUDED.reply, created_at = EXCLUDED.created_at",
-                    *key,
-                    *record,
-                    now,
-                )
-            if isinstance(write.timer, Timer):
-                await conn.execute(
-                    f"INSERT INTO timers ({_TIMER}) VALUES ($1, $2, $3, $4, $5)"
-                    " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET due_at = EXCLUDED.due_at,"
-                    " state = EXCLUDED.state, run = EXCLUDED.run",
-                    *_timer_row(write.timer),
-                )
-            elif write.timer is None:
-                await conn.execute(f"DELETE FROM timers WHERE {_CONVERSATION}", *key)
-            if now >= self._next_purge:
-                self._next_purge = now + PURGE_INTERVAL_S
-                await conn.execute(
-                    "DELETE FROM idempotency WHERE created_at <= $1", now - self.idempotency_ttl_s
-                )
+        arguments: list[Any] = [
+            *key,
+            context,
+            now,
+            events,
+            *(record or (None, None)),
+            "set" if isinstance(timer, Timer) else "keep" if timer == "keep" else "clear",
+            *((timer.due_at, timer.state, timer.run) if isinstance(timer, Timer) else (None, None, None)),
+        ]
+        if write.expected_version is None:
+            version = await self._db().fetchval(_CREATE_TURN, *arguments)
+        else:
+            version = await self._db().fetchval(_UPDATE_TURN, *arguments, write.expected_version)
+        if version is None:
+            await self._refresh(*key)  # a stale cached context is how a writer usually loses
+            raise _conflict(write)
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_INTERVAL_S
+            await self._db().execute(
+                "DELETE FROM idempotency WHERE created_at <= $1", now - self.idempotency_ttl_s
+            )
         try:
-            await self._parts().after_commit(*key, version, context, record, write.timer)
+            await self._parts().mirror(*key, version, context, record, write.timer, held)
         except RedisError:
             # Committed in PostgreSQL, which is the truth: a stale cache entry is refreshed by the next
             # writer's failed compare-and-set, a lost schedule entry by the next schedule rebuild.
             log.warning(
                 "turn of %s committed, but Redis was not updated", write.conversation_id, exc_info=True
             )
-        return version
+        return int(version)
 
     @outage_is_unavailable
     async def reset(self, tenant_id: str, conversation_id: str) -> bool:
@@ -582,33 +651,65 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def _compare_and_set(
-    conn: asyncpg.Connection, write: TurnWrite, context: bytes, now: float
-) -> int | None:
-    """Write the context if its version is still ``expected_version``; the new version, None on a conflict.
-    A reset row (context NULL) counts as absent but keeps its version, so versions never repeat."""
-    key = (write.tenant_id, write.conversation_id)
-    if write.expected_version is None:
-        version: int | None = await conn.fetchval(
-            "INSERT INTO conversations (tenant_id, conversation_id, context, version, updated_at)"
-            " VALUES ($1, $2, $3, 1, $4) ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
-            " context = EXCLUDED.context, version = conversations.version + 1,"
-            " updated_at = EXCLUDED.updated_at"
-            " WHERE conversations.context IS NULL RETURNING version",
-            *key,
-            context,
-            now,
-        )
-        return version
-    version = await conn.fetchval(
-        "UPDATE conversations SET context = $3, version = version + 1, updated_at = $4"
-        f" WHERE {_CONVERSATION} AND version = $5 AND context IS NOT NULL RETURNING version",
-        *key,
-        context,
-        now,
-        write.expected_version,
-    )
-    return version
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing. asyncpg's default resets every session setting with an extra query each
+    time a connection goes back to the pool; the engine sets none (``search_path`` is a startup setting),
+    holds no advisory lock past a call and listens to nothing, and asyncpg still rolls back a transaction
+    left open."""
+
+
+@dataclass
+class _LockedTurn:
+    """A production turn in progress: its commit also releases the lock, in the same Redis round trip."""
+
+    store: ProductionStore
+    held: HeldLock
+    conversation: Conversation | None
+    reply: dict[str, Any] | None = None
+
+    async def commit(self, write: TurnWrite) -> int:
+        try:
+            return await self.store._commit(write, self.held)
+        except OUTAGE as exc:
+            raise unavailable(exc) from exc
+
+
+# What a turn writes besides the context, as data-modifying CTEs of one statement: they run only when the
+# compare-and-set (``written``) returned a row, all in the statement's one implicit transaction.
+# $1 tenant, $2 conversation, $3 context, $4 now, $5 events, $6 message id, $7 reply, $8 timer mode
+# ('set', 'clear' or 'keep'), $9-$11 the timer's due_at, state and run, ($12 the expected version).
+_TURN_WRITES = """
+, appended AS (
+    INSERT INTO history (tenant_id, conversation_id, event)
+    SELECT $1::text, $2::text, e FROM written, unnest($5::jsonb[]) WITH ORDINALITY AS t(e, n) ORDER BY n
+), recorded AS (
+    INSERT INTO idempotency (tenant_id, conversation_id, message_id, reply, created_at)
+    SELECT $1::text, $2::text, $6::text, $7::jsonb, $4::float8 FROM written WHERE $6::text IS NOT NULL
+    ON CONFLICT (tenant_id, conversation_id, message_id)
+    DO UPDATE SET reply = EXCLUDED.reply, created_at = EXCLUDED.created_at
+), timer_set AS (
+    INSERT INTO timers (tenant_id, conversation_id, due_at, state, run)
+    SELECT $1::text, $2::text, $9::float8, $10::text, $11::text FROM written WHERE $8::text = 'set'
+    ON CONFLICT (tenant_id, conversation_id)
+    DO UPDATE SET due_at = EXCLUDED.due_at, state = EXCLUDED.state, run = EXCLUDED.run
+), timer_cleared AS (
+    DELETE FROM timers WHERE tenant_id = $1 AND conversation_id = $2 AND $8::text = 'clear'
+    AND EXISTS (SELECT FROM written)
+)
+SELECT version FROM written
+"""
+# A reset row (context NULL) counts as absent but keeps its version, so versions never repeat.
+_CREATE_TURN = (
+    "WITH written AS (INSERT INTO conversations (tenant_id, conversation_id, context, version, updated_at)"
+    " VALUES ($1, $2, $3, 1, $4) ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
+    " context = EXCLUDED.context, version = conversations.version + 1, updated_at = EXCLUDED.updated_at"
+    " WHERE conversations.context IS NULL RETURNING version)" + _TURN_WRITES
+)
+_UPDATE_TURN = (
+    "WITH written AS (UPDATE conversations SET context = $3, version = version + 1, updated_at = $4"
+    " WHERE tenant_id = $1 AND conversation_id = $2 AND version = $12 AND context IS NOT NULL"
+    " RETURNING version)" + _TURN_WRITES
+)
 
 
 def _count(status: str) -> int:

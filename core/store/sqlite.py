@@ -29,7 +29,9 @@ from mcp_engine.store.base import (
     FlowVersion,
     Tenant,
     Timer,
+    TurnStart,
     TurnWrite,
+    begin_turn_in_steps,
     encode_json,
 )
 from mcp_engine.store.sqlite_locks import ConversationLocks
@@ -348,6 +350,11 @@ class SQLiteStore:
         self, tenant_id: str, conversation_id: str, timeout_s: float
     ) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(tenant_id, conversation_id, timeout_s)
+
+    def begin_turn(
+        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+    ) -> AbstractAsyncContextManager[TurnStart]:
+        return begin_turn_in_steps(self, tenant_id, conversation_id, message_id, timeout_s)
 
     # plumbing
     async def _connect(self) -> aiosqlite.Connection:

@@ -250,25 +250,47 @@ class EmailRule(RuleKind):
         return found
 
 
+_DIGIT = re.compile(r"\d")
+
+
+def _fewest_digits(metadata: Any) -> int:
+    """The fewest digits a possible national number of a region has (local-only numbers included)."""
+    desc = metadata.general_desc
+    lengths = [n for n in (*desc.possible_length, *desc.possible_length_local_only) if n > 0]
+    return min(lengths, default=1)
+
+
+# The fewest digits any possible number written with its country code has ("+49 12": 4).
+_FEWEST_INTERNATIONAL = min(
+    len(str(metadata.country_code)) + _fewest_digits(metadata)
+    for metadata in map(phonenumbers.PhoneMetadata.metadata_for_region, phonenumbers.SUPPORTED_REGIONS)
+    if metadata is not None
+)
+
+
 class PhoneRule(RuleKind):
     """``phone`` (numbers without a country code are read as US) or ``phone:GB`` for another region."""
 
     name = "phone"
 
     @classmethod
-    def parse(cls, argument: str | None) -> str:
+    def parse(cls, argument: str | None) -> tuple[str, int]:
+        """The region, and the fewest digits a text needs to hold a possible number of it: a text with
+        fewer ("12 Main Street") is answered without the matcher, which took 60 µs to find nothing there."""
         region = (argument or "US").strip().upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"'{argument}' is not a region code, e.g. phone:US or phone:GB")
-        return region
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        return region, min(_fewest_digits(metadata), _FEWEST_INTERNATIONAL)
 
     @classmethod
     def extract(cls, text: str, rule: Any, ctx: ExtractContext) -> list[Found]:
         """Numbers that could be phone numbers; those that cannot exist (no such area code) are invalid."""
+        region, fewest = rule if rule is not None else cls.parse(None)
+        if len(_DIGIT.findall(text)) < fewest:
+            return []
         found = []
-        for match in phonenumbers.PhoneNumberMatcher(
-            text, rule or "US", leniency=phonenumbers.Leniency.POSSIBLE
-        ):
+        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
             e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
             valid = phonenumbers.is_valid_number(match.number)
             reason = "" if valid else f"{match.raw_string} is not a valid phone number"

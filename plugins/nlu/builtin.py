@@ -11,7 +11,8 @@ add words ("could I order two pizzas"). The average keeps paraphrases above a 0.
 unrelated sentences stay below it.
 
 Everything is prepared when the flow is compiled (``__init__``): ``classify`` runs per turn and only
-matches precompiled regexes and scores pre-normalised examples.
+matches precompiled regexes and scores pre-normalised examples, all candidates' examples in one rapidfuzz
+pass per scorer (``process.extract`` loops in C; a Python loop of ``fuzz`` calls took twice as long).
 """
 
 from __future__ import annotations
@@ -21,24 +22,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
 
 from mcp_engine import IntentClassifier, IntentScore, Services, hookimpl
 
-Scorer = Callable[[str, str], float]
+Scorer = Callable[..., float]
 
-
-def _blend(a: str, b: str) -> float:
-    return (fuzz.token_set_ratio(a, b) + fuzz.token_sort_ratio(a, b)) / 2
-
-
-SCORERS: dict[str, Scorer] = {
-    "blend": _blend,
-    "ratio": fuzz.ratio,
-    "token_sort_ratio": fuzz.token_sort_ratio,
-    "token_set_ratio": fuzz.token_set_ratio,
-    "WRatio": fuzz.WRatio,
+# Each scorer as the rapidfuzz scorers it sums, with their weights: "blend" is the mean of two.
+SCORERS: dict[str, tuple[tuple[Scorer, float], ...]] = {
+    "blend": ((fuzz.token_set_ratio, 0.5), (fuzz.token_sort_ratio, 0.5)),
+    "ratio": ((fuzz.ratio, 1.0),),
+    "token_sort_ratio": ((fuzz.token_sort_ratio, 1.0),),
+    "token_set_ratio": ((fuzz.token_set_ratio, 1.0),),
+    "WRatio": ((fuzz.WRatio, 1.0),),
 }
 
 
@@ -72,6 +69,19 @@ class _Prepared:
         self.examples = [e for e in (normalise(x) for x in examples) if e]
 
 
+class _Candidates:
+    """A set of candidate intents (a state's), with all their examples in one list for one scoring pass;
+    ``owners[i]`` is the position in ``names`` of the intent whose example ``examples[i]`` is."""
+
+    __slots__ = ("examples", "intents", "names", "owners")
+
+    def __init__(self, prepared: Mapping[str, _Prepared], candidates: Sequence[str]) -> None:
+        self.names = [name for name in dict.fromkeys(candidates) if name in prepared]
+        self.intents = [prepared[name] for name in self.names]
+        self.examples = [example for intent in self.intents for example in intent.examples]
+        self.owners = [i for i, intent in enumerate(self.intents) for _ in intent.examples]
+
+
 class BuiltinClassifier(IntentClassifier):
     name = "builtin"
     Config = BuiltinConfig
@@ -80,26 +90,39 @@ class BuiltinClassifier(IntentClassifier):
     def __init__(self, intents: Mapping[str, Any], config: BuiltinConfig | None, services: Services) -> None:
         config = config if config is not None else BuiltinConfig()
         super().__init__(intents, config, services)
-        self._scorer = SCORERS[config.scorer]
+        self._scorers = SCORERS[config.scorer]
         self._min_score = config.min_score
         self._prepared = {
             name: _Prepared(name, intent.patterns, intent.examples) for name, intent in intents.items()
         }
+        self._candidates: dict[tuple[str, ...], _Candidates] = {}
 
-    def _similarity(self, prepared: _Prepared, text: str) -> float:
-        return max((self._scorer(text, example) for example in prepared.examples), default=0.0) / 100.0
+    def _similarities(self, text: str, candidates: _Candidates) -> list[float]:
+        """Each candidate's best example score (0..1), in the order of ``candidates.names``."""
+        scores = [0.0] * len(candidates.examples)
+        if text:
+            for scorer, weight in self._scorers:
+                for _, score, index in process.extract(
+                    text, candidates.examples, scorer=scorer, processor=None, limit=None
+                ):
+                    scores[index] += score * weight
+        best = [0.0] * len(candidates.names)
+        for owner, score in zip(candidates.owners, scores, strict=True):
+            best[owner] = max(best[owner], score)
+        return [score / 100.0 for score in best]
 
     async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
         """Score every known candidate; a pattern match is 1.0, ties are broken by example similarity."""
-        normalised = normalise(text)
+        key = tuple(candidates)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = _Candidates(self._prepared, key)
         ranked: list[tuple[float, float, int, str]] = []
-        for position, name in enumerate(dict.fromkeys(candidates)):
-            prepared = self._prepared.get(name)
-            if prepared is None:
-                continue
-            similarity = self._similarity(prepared, normalised) if normalised else 0.0
-            matched = any(p.search(text) for p in prepared.patterns)
-            confidence = 1.0 if matched else similarity
+        similarities = self._similarities(normalise(text), found)
+        for position, (name, intent, similarity) in enumerate(
+            zip(found.names, found.intents, similarities, strict=True)
+        ):
+            confidence = 1.0 if any(p.search(text) for p in intent.patterns) else similarity
             if confidence > self._min_score:
                 ranked.append((-confidence, -similarity, position, name))
         ranked.sort()
