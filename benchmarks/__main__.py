@@ -18,7 +18,7 @@ BENCHMARKS = {
     "rest": "benchmarks.rest",
     "floor": "benchmarks.floor",
     "scaling": "benchmarks.scaling",
-    "stores": "benchmarks.stores",
+    "multiprocess": "benchmarks.multiprocess",
 }
 
 

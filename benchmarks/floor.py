@@ -1,82 +1,145 @@
-"""The stack's own floor with the embedded store, and the engine's in-process turn rate against it.
+"""The stack's own floor on the production stores, and the served production engine against it.
 
-The floor handler does what any turn must at least do, on the plain libraries the engine is built on:
-validate a request body with the REST request model (pydantic, from JSON), one SQLite read of the
-conversation row, one transactional write (BEGIN IMMEDIATE, INSERT OR REPLACE of a 2 KB JSON context,
-COMMIT) through aiosqlite, and dump a reply with pydantic. The engine runs the pizza happy path with
-``ExecutionService`` on ``SQLiteStore`` (the same turns as the ``turns`` set). Same process, same counts,
-same concurrency (1 and 16 in flight), 3 repetitions each.
+The floor handler is a bare gRPC ``ProcessMessage`` servicer (the same messages as the engine's) doing
+what any turn on PostgreSQL + Redis must at least do, on the libraries the engine is built on: validate the
+request with pydantic (the REST request model), one Redis GET and one SET of a 2 KB context, one
+PostgreSQL INSERT of a 2 KB JSONB row (asyncpg, a pool of 10 like the engine's), and a pydantic dump of
+the reply. The engine is ``mcp-engine serve`` on PostgreSQL + Redis running the pizza happy path. Both on
+the same event loop (uvloop where installed), each its own process, loaded from a third one.
 """
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
-import aiosqlite
+import asyncpg  # type: ignore[import-untyped]
 import orjson
+from redis.asyncio import Redis
 
-from benchmarks.load import SCRIPT, Run, in_process, sqlite_pizza, timed_conversations
-from benchmarks.report import Section
-from mcp_engine.api.rest.models import MessageOut, MessageRequest
+from benchmarks.client import SCRIPT, TIME_LIMIT_S, load_client
+from benchmarks.grpc_turns import reply_like_the_engine, serve_grpc
+from benchmarks.load import (
+    POSTGRES_URI,
+    REDIS_URL,
+    Plan,
+    against_baselines,
+    bare_server,
+    served_engines,
+    sync_backing,
+)
+from benchmarks.report import Section, Target
+from mcp_engine.api.grpc import mcp_pb2_grpc
+from mcp_engine.api.rest.models import MessageReply, MessageRequest
+
+CONTEXT = {"slots": {"size": "large", "count": 2}, "variables": {"blob": "x" * 1900}, "current_state": "s"}
+TARGET_RATIO = 0.7
+TARGET_P99_MS = 10.0
 
 
-async def _floor_run(scratch: str, conversations: int, in_flight: int) -> Run:
-    path = f"{scratch}/floor.db"
-    writer = await aiosqlite.connect(path, isolation_level=None)
-    await writer.execute("PRAGMA journal_mode=WAL")
-    await writer.execute("PRAGMA synchronous = NORMAL")
-    await writer.execute(
-        "CREATE TABLE IF NOT EXISTS conversations (tenant_id TEXT, conversation_id TEXT, context BLOB,"
-        " version INTEGER, PRIMARY KEY (tenant_id, conversation_id))"
-    )
-    reader = await aiosqlite.connect(path, isolation_level=None)
-    write_lock = asyncio.Lock()
-    context = {
-        "slots": {"size": "large", "count": 2},
-        "variables": {"blob": "x" * 1900},
-        "current_state": "s",
-    }
+class Floor(mcp_pb2_grpc.MCPEngineServicer):
+    """A turn reduced to its round trips and its validation."""
 
-    async def turn(n: int, text: str) -> None:
-        body = orjson.dumps({"tenant_id": "demo", "content": {"type": "text", "text": text}})
-        request = MessageRequest.model_validate_json(body)
-        key = (request.tenant_id, f"floor-{n}")
-        rows = list(
-            await reader.execute_fetchall(
-                "SELECT context, version FROM conversations WHERE tenant_id = ? AND conversation_id = ?", key
-            )
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pool: Any = None
+        self.redis: Any = None
+
+    async def open(self) -> None:
+        async def no_reset(_conn: Any) -> None:
+            """The engine's pool keeps sessions as they are too (no reset query per release)."""
+
+        self.pool = await asyncpg.create_pool(
+            POSTGRES_URI, min_size=10, max_size=10, server_settings={"search_path": self.name}, reset=no_reset
         )
-        version = rows[0][1] + 1 if rows else 1
-        async with write_lock:
-            await writer.execute("BEGIN IMMEDIATE")
-            await writer.execute(
-                "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)",
-                (*key, orjson.dumps(context), version),
-            )
-            await writer.execute("COMMIT")
-        MessageOut(type="text", text=request.content.text, attributes={}).model_dump_json()
+        await self.pool.execute(f"CREATE SCHEMA IF NOT EXISTS {self.name}")
+        await self.pool.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.name}.floor_turns"
+            " (seq bigserial PRIMARY KEY, conversation_id text NOT NULL, context jsonb NOT NULL)"
+        )
+        self.redis = Redis.from_url(REDIS_URL)
 
-    try:
-        return await timed_conversations(conversations, in_flight, turn)
-    finally:
-        await reader.close()
-        await writer.close()
+    async def ProcessMessage(self, request: Any, context: Any) -> Any:
+        body = MessageRequest.model_validate(
+            {
+                "tenant_id": request.tenant_id,
+                "content": {"type": request.content.type or "text", "text": request.content.text},
+                "hints": {"force_flow": request.hints.force_flow or None},
+            }
+        )
+        key = f"{self.name}:floor:{{{request.conversation_id}}}"
+        await self.redis.get(key)
+        state = orjson.dumps({**CONTEXT, "last": body.content.text})
+        await self.redis.set(key, state, px=60_000)
+        await self.pool.execute(
+            f"INSERT INTO {self.name}.floor_turns (conversation_id, context) VALUES ($1, $2::jsonb)",
+            request.conversation_id,
+            state.decode(),
+        )
+        reply = reply_like_the_engine(request)
+        MessageReply.model_validate(
+            {
+                "conversation_id": reply.conversation_id,
+                "current_state": reply.current_state,
+                "response": {"type": "text", "text": reply.response.text, "attributes": {}},
+                "messages": [{"type": "text", "text": reply.response.text, "attributes": {}}],
+                "context_updates": {"slots.size": "large"},
+                "actions_performed": list(reply.actions_performed),
+                "confidence_scores": dict(reply.confidence_scores),
+                "processing_time_ms": 0,
+                "ab_variant": "",
+                "flow_id": reply.flow_id,
+                "flow_version": reply.flow_version,
+            }
+        ).model_dump_json()
+        return reply
+
+
+def _floor_server(port: int, name: str) -> None:
+    floor = Floor(name)
+    serve_grpc(floor, port, floor.open)
 
 
 def run(quick: bool = False) -> Section:
-    conversations = 40 if quick else 200
-    rows, _ratios, figures = in_process(
-        ("engine turn", sqlite_pizza), ("floor handler", _floor_run), conversations
-    )
+    plan = Plan.of(quick)
+    with (
+        sync_backing() as name,
+        served_engines("production") as production,
+        bare_server(_floor_server, name) as floor,
+        load_client() as client,
+    ):
+        rows, ratios, figures = against_baselines(
+            client,
+            {"engine, production": ("grpc", production.grpc_ports), "floor handler": ("grpc", (floor,))},
+            {"engine, production": "floor handler"},
+            plan,
+        )
+    level = 16
+    p99 = figures[str(level)]["engine, production_p99_ms"]  # type: ignore[index]
+    ratio = ratios["engine, production"]
     return Section(
-        "The stack's floor (embedded store) vs the engine's in-process turn",
-        ["what", "in flight", "per s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],
+        "The stack's floor on PostgreSQL + Redis vs the served production engine (gRPC)",
+        ["server", "in flight", "calls/s (median, min-max)", "p50 ms", "p99 ms", "ratio"],
         rows,
-        [],
+        [
+            Target(
+                f"production engine ≥ {TARGET_RATIO:.0%} of the floor handler at {n} in flight",
+                f"{ratio[n]:.0%}",
+                ratio[n] >= TARGET_RATIO,
+            )
+            for n in plan.levels
+        ]
+        + [
+            Target(
+                f"production engine p99 ≤ {TARGET_P99_MS:.0f} ms at {level} in flight",
+                f"{p99:.1f} ms",
+                p99 <= TARGET_P99_MS,
+            )
+        ],
         notes=[
-            f"{conversations} conversations x {len(SCRIPT)} messages per repetition.",
-            "Floor: pydantic validate (MessageRequest from JSON) + one SQLite read + BEGIN IMMEDIATE / "
-            "INSERT OR REPLACE of a 2 KB context / COMMIT (aiosqlite) + pydantic dump, per turn.",
+            f"{plan.calls} calls per run (bounded to {TIME_LIMIT_S:.0f} s), {plan.repetitions} run(s) per"
+            f" row; the engine runs the pizza happy path ({len(SCRIPT)} messages) on distinct conversations.",
+            "Floor handler per call: pydantic validate (MessageRequest), Redis GET + SET of a 2 KB context,"
+            " PostgreSQL INSERT of a 2 KB JSONB row, pydantic validate + dump of the reply (MessageReply).",
         ],
         figures=figures,
     )

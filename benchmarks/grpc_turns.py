@@ -1,96 +1,110 @@
-"""gRPC ProcessMessage on the pizza flow vs a bare ``grpc.aio`` echo with the same messages.
+"""gRPC ProcessMessage on the pizza flow, on either store, vs a bare ``grpc.aio`` echo with the same messages.
 
-Three processes: ``mcp-engine serve`` (embedded SQLite), a bare echo servicer, and the load client,
-so the client's CPU is not the server's. Calls go to distinct conversations (each the pizza happy path)
-with 1, 16 and 64 in flight; every loop is bounded in count and time; only 127.0.0.1.
+Separate processes: ``mcp-engine serve`` on the embedded store, another on PostgreSQL + Redis, the bare
+echo servicer, and the load client, so the client's CPU is not a server's. Calls go to distinct
+conversations (each the pizza happy path) with 1, 16 and 64 in flight; every loop is bounded in count and
+time; only 127.0.0.1. Every server runs on the event loop ``serve`` uses (uvloop where installed).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
 from typing import Any
 
 import grpc
 
-from benchmarks.load import SCRIPT, TIME_LIMIT_S, against_echo
+from benchmarks.client import SCRIPT, TIME_LIMIT_S, load_client
+from benchmarks.load import Plan, against_baselines, bare_server, served_engines
 from benchmarks.report import Section, Target
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
+
+TARGET = 0.5  # the engine on the embedded store, at 64 in flight, against the bare echo
+
+
+def reply_like_the_engine(request: Any) -> Any:
+    """A ``ProcessMessageResponse`` shaped like a pizza turn's (the same fields filled)."""
+    reply = mcp_pb2.MessageContent(type="text", text=f"echo: {request.content.text}")
+    return mcp_pb2.ProcessMessageResponse(
+        conversation_id=request.conversation_id,
+        current_state="echo",
+        response=reply,
+        messages=[reply],
+        context_updates={"slots.size": '"large"'},
+        actions_performed=["send_message"],
+        confidence_scores={"order_pizza": 1.0},
+        processing_time_ms=0,
+        flow_id="pizza",
+        flow_version="1.0.0",
+    )
 
 
 class Echo(mcp_pb2_grpc.MCPEngineServicer):
     """Answers like the engine, doing nothing: the floor of gRPC itself on this machine."""
 
     async def ProcessMessage(self, request: Any, context: Any) -> Any:
-        reply = mcp_pb2.MessageContent(type="text", text=f"echo: {request.content.text}")
-        return mcp_pb2.ProcessMessageResponse(
-            conversation_id=request.conversation_id,
-            current_state="echo",
-            response=reply,
-            messages=[reply],
-            context_updates={"slots.size": '"large"'},
-            actions_performed=["send_message"],
-            confidence_scores={"order_pizza": 1.0},
-            processing_time_ms=0,
-            flow_id="pizza",
-            flow_version="1.0.0",
-        )
+        return reply_like_the_engine(request)
 
 
-def _echo_server(port: int) -> None:
+def serve_grpc(servicer: Any, port: int, opened: Any = None) -> None:
+    """Serve ``servicer`` on ``port`` on the loop ``mcp-engine serve`` uses; ``opened``: an async callable
+    run first (connecting to stores)."""
+    import asyncio
+
     async def main() -> None:
+        if opened is not None:
+            await opened()
         server = grpc.aio.server()
-        mcp_pb2_grpc.add_MCPEngineServicer_to_server(Echo(), server)
+        mcp_pb2_grpc.add_MCPEngineServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()
 
-    asyncio.run(main())
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
 
 
-def _client(port: int, in_flight: int, calls: int, queue: Any) -> None:
-    async def main() -> list[float]:
-        latencies: list[float] = []
-        stop_at = time.monotonic() + TIME_LIMIT_S
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = mcp_pb2_grpc.MCPEngineStub(channel)
-            await channel.channel_ready()
-            per_worker = max(1, calls // in_flight)
-
-            async def worker(w: int) -> None:
-                for i in range(per_worker):
-                    if time.monotonic() > stop_at:
-                        return
-                    request = mcp_pb2.ProcessMessageRequest(
-                        tenant_id="demo",
-                        conversation_id=f"bench-{os.getpid()}-{w}-{i // len(SCRIPT)}",
-                        content=mcp_pb2.MessageContent(type="text", text=SCRIPT[i % len(SCRIPT)]),
-                        hints=mcp_pb2.ProcessingHints(force_flow="pizza"),
-                    )
-                    started = time.perf_counter()
-                    await stub.ProcessMessage(request, timeout=30)
-                    latencies.append(time.perf_counter() - started)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker(w) for w in range(in_flight)))
-            latencies.append(-(time.perf_counter() - started))  # the wall time, marked negative
-        return latencies
-
-    queue.put(asyncio.run(main()))
+def _echo_server(port: int) -> None:
+    serve_grpc(Echo(), port)
 
 
 def run(quick: bool = False) -> Section:
-    calls = 320 if quick else 1600
-    rows, ratios, figures = against_echo(_echo_server, _client, "grpc", calls)
+    plan = Plan.of(quick)
+    with (
+        served_engines("embedded") as embedded,
+        served_engines("production") as production,
+        bare_server(_echo_server) as echo,
+        load_client() as client,
+    ):
+        rows, ratios, figures = against_baselines(
+            client,
+            {
+                "engine, embedded": ("grpc", embedded.grpc_ports),
+                "engine, production": ("grpc", production.grpc_ports),
+                "bare echo": ("grpc", (echo,)),
+            },
+            {"engine, embedded": "bare echo", "engine, production": "bare echo"},
+            plan,
+        )
+    top = plan.levels[-1]
     return Section(
-        "gRPC ProcessMessage: the engine (pizza flow, embedded SQLite) vs a bare grpc.aio echo",
-        ["server", "in flight", "calls/s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/echo"],
+        "gRPC ProcessMessage: the engine (pizza flow) on each store vs a bare grpc.aio echo",
+        ["server", "in flight", "calls/s (median, min-max)", "p50 ms", "p99 ms", "ratio"],
         rows,
-        [Target("engine ≥ 50 % of the bare echo at 64 in flight", f"{ratios[64]:.0%}", ratios[64] >= 0.5)],
+        [
+            Target(
+                f"engine on the embedded store ≥ {TARGET:.0%} of the bare echo at {top} in flight",
+                f"{ratios['engine, embedded'][top]:.0%}",
+                ratios["engine, embedded"][top] >= TARGET,
+            )
+        ],
         notes=[
-            f"{calls} calls per run (bounded to {TIME_LIMIT_S:.0f} s), distinct conversations, each the "
-            "pizza happy path; client, engine and echo in separate processes on 127.0.0.1.",
+            f"{plan.calls} calls per run (bounded to {TIME_LIMIT_S:.0f} s), {plan.repetitions} run(s) per"
+            f" row, distinct conversations, each the pizza happy path ({len(SCRIPT)} messages).",
+            "Client, engines and echo in separate processes on 127.0.0.1; PostgreSQL + Redis on 127.0.0.1.",
         ],
         figures=figures,
     )

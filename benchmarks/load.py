@@ -1,5 +1,6 @@
-"""What the throughput benchmarks share: the pizza script, running it in process or against a served
-engine from a separate load process, and the rows comparing a measured thing with its same-run baseline."""
+"""What the throughput benchmarks share: the pizza script run in process or against served engines, the
+servers (engines on either store, bare baselines), a fresh PostgreSQL schema + Redis prefix per run, and
+the rows comparing measured things with their baselines from the same run."""
 
 from __future__ import annotations
 
@@ -12,25 +13,48 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+import redis.asyncio as redis
+
+from benchmarks.client import SCRIPT, Job, LoadClient
 from benchmarks.report import Stats
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
 from mcp_engine.store.base import Store
+from mcp_engine.store.postgres import ProductionStore
 from mcp_engine.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ("I'd like two large pizzas", "thin crust please", "12 Main Street", "(650) 253-0000", "yes")
-TIME_LIMIT_S = 60.0
+POSTGRES_URI = os.environ.get("MCP_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MCP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+__all__ = ["SCRIPT"]
 Run = tuple[float, list[float]]  # (calls per second, latencies in seconds)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much a set measures: in-flight levels, repetitions of each, calls per run."""
+
+    levels: tuple[int, ...]
+    repetitions: int
+    calls: int
+
+    @classmethod
+    def of(cls, quick: bool, calls: int = 1_600, levels: tuple[int, ...] = (1, 16, 64)) -> Plan:
+        """The full plan, or the quick one: one repetition of few calls at 16 in flight (CI proves the
+        harness works with it and judges no number)."""
+        return cls((16,), 1, 160) if quick else cls(levels, 3, calls)
 
 
 def percentile_ms(latencies: list[float], q: float) -> float:
     ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else float("nan")
 
 
 async def timed_conversations(conversations: int, in_flight: int, turn: Callable[[int, str], Any]) -> Run:
@@ -74,54 +98,94 @@ async def sqlite_pizza(scratch: str, conversations: int, in_flight: int) -> Run:
     return await pizza_turns(SQLiteStore(f"{scratch}/engine.db"), conversations, in_flight)
 
 
+async def production_pizza(_scratch: str, conversations: int, in_flight: int) -> Run:
+    """The engine's pizza turns on a fresh PostgreSQL schema and Redis key prefix."""
+    async with backing() as name:
+        store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
+        return await pizza_turns(store, conversations, in_flight)
+
+
+@asynccontextmanager
+async def backing() -> AsyncIterator[str]:
+    """A new name for a PostgreSQL schema and a Redis key prefix, both removed afterwards."""
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        connection = await asyncpg.connect(POSTGRES_URI)
+        try:
+            await connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        finally:
+            await connection.close()
+        client = redis.from_url(REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{name}:*", count=1000)]
+            for start in range(0, len(keys), 1000):
+                await client.delete(*keys[start : start + 1000])
+        finally:
+            await client.aclose()
+
+
+@contextmanager
+def sync_backing() -> Iterator[str]:
+    """``backing`` for code outside an event loop (served engines in other processes)."""
+    manager = backing()
+    name = asyncio.run(manager.__aenter__())
+    try:
+        yield name
+    finally:
+        asyncio.run(manager.__aexit__(None, None, None))
+
+
 def in_process(
-    measured: tuple[str, Measure], baseline: tuple[str, Measure], conversations: int
-) -> tuple[list[list[str]], dict[int, float], dict[str, object]]:
-    """Two in-process measures at 1 and 16 in flight, 3 repetitions each, a fresh scratch folder each time."""
+    measures: dict[str, Measure], baselines: dict[str, str], conversations: int, quick: bool
+) -> tuple[list[list[str]], dict[str, dict[int, float]], dict[str, object]]:
+    """In-process measures at 1 and 16 in flight (16 only with ``quick``), 3 repetitions each (1 with
+    ``quick``), a fresh scratch folder each time, interleaved so that drift hits every measure alike."""
     rows: list[list[str]] = []
-    ratios: dict[int, float] = {}
+    ratios: dict[str, dict[int, float]] = {label: {} for label in baselines}
     figures: dict[str, object] = {}
-    for in_flight in (1, 16):
-        runs: dict[str, list[Run]] = {measured[0]: [], baseline[0]: []}
-        for _ in range(3):
-            for label, measure in (measured, baseline):
+    for in_flight in (16,) if quick else (1, 16):
+        runs: dict[str, list[Run]] = {label: [] for label in measures}
+        for _ in range(1 if quick else 3):
+            for label, measure in measures.items():
                 with tempfile.TemporaryDirectory() as scratch:
                     runs[label].append(asyncio.run(measure(scratch, conversations, in_flight)))
-        level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
-            in_flight, runs, measured[0], baseline[0]
-        )
+        level_rows, level_ratios, figures[str(in_flight)] = compare(in_flight, runs, baselines)
         rows += level_rows
+        for label, ratio in level_ratios.items():
+            ratios[label][in_flight] = ratio
     return rows, ratios, figures
 
 
 def compare(
-    in_flight: int, runs: dict[str, list[Run]], measured: str, baseline: str
-) -> tuple[list[list[str]], float, dict[str, float]]:
-    """Table rows (label, in flight, rate, p50, p99, ratio), the ratio measured/baseline and its figures."""
+    in_flight: int, runs: dict[str, list[Run]], baselines: dict[str, str]
+) -> tuple[list[list[str]], dict[str, float], dict[str, float]]:
+    """Table rows (label, in flight, rate, p50, p99, ratio), each ratio measured/baseline (``baselines``
+    maps a measured label to its baseline's), and the figures."""
     stats = {label: Stats.of([rate for rate, _ in label_runs]) for label, label_runs in runs.items()}
-    ratio = stats[measured].median / stats[baseline].median
-    rows, figures = [], {"ratio": ratio}
+    ratios = {label: stats[label].median / stats[base].median for label, base in baselines.items()}
+    rows: list[list[str]] = []
+    figures: dict[str, float] = {}
     for label, label_runs in runs.items():
         latencies = [x for _, lat in label_runs for x in lat]
         s = stats[label]
+        ratio = f"{ratios[label]:.2f} of {baselines[label]}" if label in ratios else ""
+        p50, p99 = percentile_ms(latencies, 0.5), percentile_ms(latencies, 0.99)
         rows.append(
             [
                 label,
                 str(in_flight),
                 f"{s.median:,.0f} ({s.low:,.0f}-{s.high:,.0f})",
-                f"{percentile_ms(latencies, 0.5):.2f}",
-                f"{percentile_ms(latencies, 0.99):.2f}",
-                f"{ratio:.2f}" if label == measured else "",
+                f"{p50:.2f}",
+                f"{p99:.2f}",
+                ratio,
             ]
         )
-        figures.update(
-            {
-                f"{label}_per_s": s.median,
-                f"{label}_p50_ms": percentile_ms(latencies, 0.5),
-                f"{label}_p99_ms": percentile_ms(latencies, 0.99),
-            }
-        )
-    return rows, ratio, figures
+        figures.update({f"{label}_per_s": s.median, f"{label}_p50_ms": p50, f"{label}_p99_ms": p99})
+        if label in ratios:
+            figures[f"{label}/{baselines[label]}"] = ratios[label]
+    return rows, ratios, figures
 
 
 def free_port() -> int:
@@ -130,84 +194,120 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
+def wait_for(port: int, process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess) -> None:
+    """Until something listens on ``port``; a server process that died first fails at once."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
+        exited = process.poll() if isinstance(process, subprocess.Popen) else process.exitcode
+        if exited is not None:
+            raise RuntimeError(f"the server for 127.0.0.1:{port} exited with status {exited}")
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def spawned_load(client: Callable[[int, int, int, Any], None], port: int, in_flight: int, calls: int) -> Run:
-    """Run ``client(port, in_flight, calls, queue)`` in its own process, so its CPU is not the server's.
+@dataclass(frozen=True)
+class Served:
+    """Engines being served: each process's (REST port, gRPC port)."""
 
-    The client puts its latencies on the queue with the wall time appended as a negative number."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=client, args=(port, in_flight, calls, queue))
-    process.start()
-    latencies: list[float] = queue.get(timeout=TIME_LIMIT_S + 30)
-    process.join(timeout=10)
-    wall = -latencies.pop()
-    return len(latencies) / wall, latencies
+    http_ports: tuple[int, ...]
+    grpc_ports: tuple[int, ...]
+
+    def ports(self, protocol: str) -> tuple[int, ...]:
+        return self.grpc_ports if protocol == "grpc" else self.http_ports
 
 
 @contextmanager
-def served_engine(scratch: str, http_port: int, grpc_port: int) -> Iterator[None]:
-    """``mcp-engine serve --flows examples/flows`` (embedded SQLite, auth off) while the block runs."""
-    env = {
-        **os.environ,
-        "GRPC_PORT": str(grpc_port),
-        "HTTP_PORT": str(http_port),
-        "MCP_SQLITE_PATH": f"{scratch}/bench.db",
-        "MCP_AUTH": "off",
-        "MAX_PARALLEL_EXECUTIONS": "1000",
-    }
-    command = [
-        str(Path(sys.executable).parent / "mcp-engine"),
-        "serve",
-        "--flows",
-        str(ROOT / "examples" / "flows"),
-    ]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(http_port)
-        wait_for(grpc_port)
-        yield
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-Client = Callable[[int, int, int, Any], None]
-
-
-def against_echo(
-    echo_server: Callable[[int], None], client: Client, protocol: str, calls: int
-) -> tuple[list[list[str]], dict[int, float], dict[str, object]]:
-    """The served engine vs ``echo_server`` (a bare server of the same protocol, in its own process),
-    loaded by ``client`` from another process at 1, 16 and 64 in flight, 3 runs each."""
-    grpc_port, http_port, echo_port = free_port(), free_port(), free_port()
-    engine_port = grpc_port if protocol == "grpc" else http_port
-    echo = multiprocessing.get_context("spawn").Process(target=echo_server, args=(echo_port,), daemon=True)
-    echo.start()
-    rows: list[list[str]] = []
-    ratios: dict[int, float] = {}
-    figures: dict[str, object] = {}
-    try:
-        with tempfile.TemporaryDirectory() as scratch, served_engine(scratch, http_port, grpc_port):
-            wait_for(echo_port)
-            for in_flight in (1, 16, 64):
-                runs = {
-                    "engine": [spawned_load(client, engine_port, in_flight, calls) for _ in range(3)],
-                    "bare echo": [spawned_load(client, echo_port, in_flight, calls) for _ in range(3)],
+def served_engines(store: str, processes: int = 1) -> Iterator[Served]:
+    """``mcp-engine serve --flows examples/flows`` (auth off) in ``processes`` processes while the block
+    runs: on a fresh embedded SQLite file (``store`` "embedded", one process) or on one fresh PostgreSQL
+    schema + Redis prefix that all of them share ("production")."""
+    with tempfile.TemporaryDirectory() as scratch, _store_env(store, scratch) as store_env:
+        ports = [(free_port(), free_port()) for _ in range(processes)]
+        servers = []
+        command = [
+            str(Path(sys.executable).parent / "mcp-engine"),
+            "serve",
+            "--flows",
+            str(ROOT / "examples" / "flows"),
+        ]
+        try:
+            for http_port, grpc_port in ports:
+                env = {
+                    **os.environ,
+                    **store_env,
+                    "GRPC_PORT": str(grpc_port),
+                    "HTTP_PORT": str(http_port),
+                    "MCP_AUTH": "off",
+                    "MAX_PARALLEL_EXECUTIONS": "1000",
                 }
-                level_rows, ratios[in_flight], figures[str(in_flight)] = compare(
-                    in_flight, runs, "engine", "bare echo"
+                servers.append(
+                    subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 )
-                rows += level_rows
+            for server, (http_port, grpc_port) in zip(servers, ports, strict=True):
+                wait_for(http_port, server)
+                wait_for(grpc_port, server)
+            yield Served(tuple(p for p, _ in ports), tuple(p for _, p in ports))
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(timeout=30)
+
+
+@contextmanager
+def _store_env(store: str, scratch: str) -> Iterator[dict[str, str]]:
+    if store == "embedded":
+        yield {"MCP_SQLITE_PATH": f"{scratch}/bench.db"}
+        return
+    with sync_backing() as name:
+        yield {
+            "POSTGRES_URI": POSTGRES_URI,
+            "REDIS_URL": REDIS_URL,
+            "MCP_POSTGRES_SCHEMA": name,
+            "MCP_REDIS_PREFIX": name,
+        }
+
+
+@contextmanager
+def bare_server(target: Callable[..., None], *args: Any) -> Iterator[int]:
+    """``target(port, *args)`` serving in a process of its own while the block runs; yields the port."""
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(target=target, args=(port, *args), daemon=True)
+    process.start()
+    try:
+        wait_for(port, process)
+        yield port
     finally:
-        echo.kill()
+        process.kill()
+        process.join(timeout=10)
+
+
+Target = tuple[str, tuple[int, ...]]  # (protocol, ports)
+
+
+def against_baselines(
+    client: LoadClient, targets: dict[str, Target], baselines: dict[str, str], plan: Plan
+) -> tuple[list[list[str]], dict[str, dict[int, float]], dict[str, object]]:
+    """Each target loaded by ``client`` at each level of ``plan``, runs interleaved (so drift hits every
+    target alike), each distinct conversations doing the pizza happy path."""
+    rows: list[list[str]] = []
+    ratios: dict[str, dict[int, float]] = {label: {} for label in baselines}
+    figures: dict[str, object] = {}
+    for in_flight in plan.levels:
+        runs: dict[str, list[Run]] = {label: [] for label in targets}
+        failures: dict[str, int] = {}
+        for _ in range(plan.repetitions):
+            for label, (protocol, ports) in targets.items():
+                outcome = client.run(Job(protocol, ports, in_flight, plan.calls))
+                runs[label].append((outcome.rate, outcome.latencies))
+                for status, count in outcome.failures.items():
+                    failures[f"{label}: {status}"] = failures.get(f"{label}: {status}", 0) + count
+        level_rows, level_ratios, level_figures = compare(in_flight, runs, baselines)
+        figures[str(in_flight)] = {**level_figures, "failures": failures}
+        rows += level_rows
+        for label, ratio in level_ratios.items():
+            ratios[label][in_flight] = ratio
     return rows, ratios, figures

@@ -7,8 +7,9 @@ and the bytes an idle conversation costs in SQLite.
   straight into ``flow_versions``); the turn looks up only its own flow's published version.
 - RSS: the process's resident memory (``/proc/self/status`` VmRSS) before and after validating and
   compiling 1,000 copies of the pizza flow (distinct flow ids), per flow.
-- bytes per idle conversation: SQLite file size (main file after a WAL checkpoint) before and after N
-  conversations of one turn each, divided by N.
+- bytes per idle conversation: what N conversations of one turn each add, divided by N: to the SQLite file
+  (main file after a WAL checkpoint), to PostgreSQL (every table of the schema with its indexes and TOAST,
+  ``pg_total_relation_size``) and to Redis (``MEMORY USAGE`` of every key of the prefix).
 Turn costs are mean ms per turn at 1 in flight, median of 3 repetitions.
 """
 
@@ -25,11 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
+from redis.asyncio import Redis
 
+from benchmarks.load import POSTGRES_URI, REDIS_URL, SCRIPT, backing
 from benchmarks.report import Section, Stats, Target
-from benchmarks.turns import SCRIPT
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
+from mcp_engine.store.base import Store
+from mcp_engine.store.postgres import ProductionStore
 from mcp_engine.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +42,8 @@ PIZZA: dict[str, Any] = json.loads((ROOT / "examples" / "flows" / "pizza.json").
 CONVERSATIONS = 10  # conversations timed per measurement
 
 
-async def _engine(path: str) -> ExecutionService:
-    engine = ExecutionService(SQLiteStore(path))
+async def _engine(path: str, store: Store | None = None) -> ExecutionService:
+    engine = ExecutionService(store or SQLiteStore(path))
     await engine.start()
     await engine.publish_flow(PIZZA, make_default=True)
     return engine
@@ -117,7 +122,13 @@ def _rss_per_flow(flows: int) -> tuple[float, float]:
     return grown / 2**20, grown / flows / 1024
 
 
-async def _bytes_per_conversation(path: str, conversations: int) -> float:
+async def _idle_conversations(engine: ExecutionService, conversations: int) -> None:
+    for n in range(conversations):
+        await engine.process_message("demo", f"idle-{n}", InboundMessage(text=SCRIPT[0]))
+    await engine.sinks.drain()
+
+
+async def _sqlite_bytes(path: str, conversations: int) -> float:
     engine = await _engine(path)
 
     def size() -> int:
@@ -126,12 +137,44 @@ async def _bytes_per_conversation(path: str, conversations: int) -> float:
         return os.path.getsize(path)
 
     before = size()
-    for n in range(conversations):
-        await engine.process_message("demo", f"idle-{n}", InboundMessage(text=SCRIPT[0]))
-    await engine.sinks.drain()
+    await _idle_conversations(engine, conversations)
     after = size()
     await engine.close()
     return (after - before) / conversations
+
+
+async def _production_bytes(conversations: int) -> tuple[float, float]:
+    """(PostgreSQL bytes, Redis bytes) per idle conversation, on a fresh schema and key prefix."""
+    async with backing() as name:
+        engine = await _engine("", ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name))
+        connection = await asyncpg.connect(POSTGRES_URI)
+        client = Redis.from_url(REDIS_URL)
+
+        async def postgres() -> int:
+            return int(
+                await connection.fetchval(
+                    "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+                    name,
+                )
+            )
+
+        async def redis() -> int:
+            keys = [key async for key in client.scan_iter(match=f"{name}:*", count=1000)]
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.memory_usage(key, samples=0)
+            return sum(size or 0 for size in await pipe.execute())
+
+        try:
+            before = await postgres(), await redis()
+            await _idle_conversations(engine, conversations)
+            after = await postgres(), await redis()
+        finally:
+            await client.aclose()
+            await connection.close()
+            await engine.close()
+    return (after[0] - before[0]) / conversations, (after[1] - before[1]) / conversations
 
 
 def _fresh_process(fn: Any, *args: Any) -> Any:
@@ -139,12 +182,12 @@ def _fresh_process(fn: Any, *args: Any) -> Any:
         return pool.apply(fn, args)
 
 
-def _median(fn: Any, repetitions: int = 3) -> Stats:
+def _median(fn: Any, repetitions: int) -> Stats:
     return Stats.of([fn() for _ in range(repetitions)])
 
 
 def run(quick: bool = False) -> Section:
-    rounds = 1 if quick else 3
+    rounds = repetitions = 1 if quick else 3
     history_sizes = (10, 300, 2_000) if quick else (10, 1_000, 10_000)
     version_counts = (1, 30, 1_000) if quick else (1, 100, 10_000)
     rows: list[list[str]] = []
@@ -156,14 +199,16 @@ def run(quick: bool = False) -> Section:
             return f"{scratch}/s{next(counter)}.db"
 
         history = {
-            n: _median(lambda n=n: asyncio.run(_history_cost(fresh(), n, rounds))) for n in history_sizes
+            n: _median(lambda n=n: asyncio.run(_history_cost(fresh(), n, rounds)), repetitions)
+            for n in history_sizes
         }
         for n, stats in history.items():
             rows.append(
                 [f"turn, {n:,} history events", stats.ms(), f"{stats.median / history[10].median:.2f}x"]
             )
         versions = {
-            n: _median(lambda n=n: asyncio.run(_versions_cost(fresh(), n, rounds))) for n in version_counts
+            n: _median(lambda n=n: asyncio.run(_versions_cost(fresh(), n, rounds)), repetitions)
+            for n in version_counts
         }
         for n, stats in versions.items():
             rows.append(
@@ -174,7 +219,7 @@ def run(quick: bool = False) -> Section:
                 ]
             )
         flows = 200 if quick else 1_000
-        rss = [_fresh_process(_rss_per_flow, flows) for _ in range(3)]  # no reused heap
+        rss = [_fresh_process(_rss_per_flow, flows) for _ in range(repetitions)]  # no reused heap
         rss_mb, per_flow = Stats.of([r[0] for r in rss]), Stats.of([r[1] for r in rss])
         rows.append(
             [
@@ -184,14 +229,17 @@ def run(quick: bool = False) -> Section:
             ]
         )
         idle_n = 150 if quick else 2_000
-        idle = Stats.of([asyncio.run(_bytes_per_conversation(fresh(), idle_n)) for _ in range(3)])
-        rows.append(
-            [
-                f"SQLite bytes per idle conversation ({idle_n:,} of one turn)",
-                f"{idle.median:,.0f} B ({idle.low:,.0f}-{idle.high:,.0f})",
-                "",
-            ]
-        )
+        idle = Stats.of([asyncio.run(_sqlite_bytes(fresh(), idle_n)) for _ in range(repetitions)])
+        production = [asyncio.run(_production_bytes(idle_n)) for _ in range(repetitions)]
+        postgres, redis = Stats.of([p for p, _ in production]), Stats.of([r for _, r in production])
+        for store, stats in (("SQLite", idle), ("PostgreSQL", postgres), ("Redis", redis)):
+            rows.append(
+                [
+                    f"{store} bytes per idle conversation ({idle_n:,} of one turn)",
+                    f"{stats.median:,.0f} B ({stats.low:,.0f}-{stats.high:,.0f})",
+                    "",
+                ]
+            )
     ratio = history[history_sizes[-1]].median / history[10].median
     figures.update(
         history_ms={str(k): v.median * 1e3 for k, v in history.items()},
@@ -199,6 +247,8 @@ def run(quick: bool = False) -> Section:
         rss_mb_per_compiled_flows={str(flows): rss_mb.median},
         rss_kb_per_flow=per_flow.median,
         sqlite_bytes_per_idle_conversation=idle.median,
+        postgres_bytes_per_idle_conversation=postgres.median,
+        redis_bytes_per_idle_conversation=redis.median,
         history_ratio_largest_to_10=ratio,
     )
     return Section(

@@ -1,12 +1,14 @@
-"""Turns per second of ``ExecutionService`` on the pizza flow (embedded SQLite), one process.
+"""Turns per second of ``ExecutionService`` on the pizza flow in one process, on each store.
 
-Baseline from the same run: the store's own floor for a turn (lock, load the context, commit it with
-two events: what any turn must at least do), so the ratio shows what the engine adds on top.
+Baselines from the same run: the embedded store's own floor for a turn (take the lock, load the context,
+commit it with two events: what any turn must at least do), so engine/floor shows what the engine adds on
+top; and the engine on the embedded store, so production/embedded shows what moving to the shared
+PostgreSQL + Redis stores costs one process.
 """
 
 from __future__ import annotations
 
-from benchmarks.load import SCRIPT, Run, in_process, sqlite_pizza, timed_conversations
+from benchmarks.load import SCRIPT, Run, in_process, production_pizza, sqlite_pizza, timed_conversations
 from benchmarks.report import Section
 from mcp_engine.store.base import TurnWrite
 from mcp_engine.store.sqlite import SQLiteStore
@@ -20,10 +22,9 @@ async def _store_floor(scratch: str, conversations: int, in_flight: int) -> Run:
     await store.open()
 
     async def turn(n: int, text: str) -> None:
-        async with store.lock("demo", f"floor-{n}", 5):
-            loaded = await store.load("demo", f"floor-{n}")
-            version = loaded.version if loaded else None
-            await store.commit(TurnWrite("demo", f"floor-{n}", version, CONTEXT, list(EVENTS)))
+        async with store.begin_turn("demo", f"floor-{n}", None, 5) as start:
+            version = start.conversation.version if start.conversation else None
+            await start.commit(TurnWrite("demo", f"floor-{n}", version, CONTEXT, list(EVENTS)))
 
     try:
         return await timed_conversations(conversations, in_flight, turn)
@@ -34,16 +35,24 @@ async def _store_floor(scratch: str, conversations: int, in_flight: int) -> Run:
 def run(quick: bool = False) -> Section:
     conversations = 40 if quick else 200
     rows, _ratios, figures = in_process(
-        ("engine turn", sqlite_pizza), ("store floor", _store_floor), conversations
+        {
+            "engine, embedded": sqlite_pizza,
+            "store floor, embedded": _store_floor,
+            "engine, production": production_pizza,
+        },
+        {"engine, embedded": "store floor, embedded", "engine, production": "engine, embedded"},
+        conversations,
+        quick,
     )
     return Section(
-        "ExecutionService turns on the pizza flow (embedded SQLite, one process)",
-        ["what", "in flight", "turns/s (median, min-max of 3)", "p50 ms", "p99 ms", "engine/floor"],
+        "ExecutionService turns on the pizza flow, one process, on each store",
+        ["what", "in flight", "turns/s (median, min-max)", "p50 ms", "p99 ms", "ratio"],
         rows,
         [],
         notes=[
             f"{conversations} conversations x {len(SCRIPT)} messages per repetition (the pizza happy path).",
-            "Store floor: lock + load + commit of a 2 KB context with two events per turn, same store.",
+            "Store floor: begin (lock + load), commit of a 2 KB context with two events per turn.",
+            "Production: PostgreSQL + Redis on 127.0.0.1, a fresh schema and key prefix per repetition.",
         ],
         figures=figures,
     )
