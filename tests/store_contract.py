@@ -421,6 +421,22 @@ class StoreContract:
         assert conversation is not None
         assert (conversation.context, conversation.version) == ({"n": 8}, 8)
 
+    async def test_turns_of_one_process_run_in_arrival_order(self, store: Store) -> None:
+        """Within a process a conversation's turns queue in arrival order (no backoff lottery)."""
+        order: list[int] = []
+
+        async def take(n: int) -> None:
+            async with store.begin_turn(A, "c1", None, timeout_s=5):
+                order.append(n)
+                await asyncio.sleep(0.002)
+
+        tasks = []
+        for n in range(8):
+            tasks.append(asyncio.create_task(take(n)))
+            await asyncio.sleep(0)  # each arrives after the one before
+        await asyncio.gather(*tasks)
+        assert order == list(range(8))
+
     # analytics events
 
     async def test_record_events_and_read_back(self, store: Store) -> None:

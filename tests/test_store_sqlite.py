@@ -11,8 +11,8 @@ import pytest
 
 from mcp_engine.errors import ConversationBusy
 from mcp_engine.store.base import Store
+from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.sqlite import PURGE_INTERVAL_S, SQLiteStore
-from mcp_engine.store.sqlite_locks import ConversationLocks
 from mcp_engine.store.sqlite_schema import MIGRATIONS, statements
 from tests.store_contract import A, OpenStore, StoreContract, turn
 

@@ -51,6 +51,7 @@ from mcp_engine.store.base import (
     TurnWrite,
     encode_json,
 )
+from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.postgres_schema import SCHEMA_NAME, migrate
 from mcp_engine.store.redis_parts import HeldLock, RedisParts, milliseconds
 
@@ -138,6 +139,7 @@ class ProductionStore:
         self.cache_ttl_s = cache_ttl_s
         self.lock_lease_s = lock_lease_s
         self._redis: RedisParts | None = None
+        self._local = ConversationLocks()  # this process's queue in front of each Redis lock
         self._next_purge = 0.0
 
     async def open(self) -> None:
@@ -438,33 +440,43 @@ class ProductionStore:
     async def begin_turn(
         self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
     ) -> AsyncIterator[TurnStart]:
-        """One Redis round trip (idempotency record, lock, cached context); PostgreSQL only on a cache
-        miss. Only the store's own calls map an outage to ``StoreUnavailable``: an ``OSError`` of the
-        turn itself (an integration's, say) must stay what it is."""
+        """This process's queue for the conversation, then one Redis round trip (idempotency record, lock,
+        cached context); PostgreSQL only on a cache miss."""
+        deadline = time.monotonic() + timeout_s
+        async with self._local.hold(tenant_id, conversation_id, timeout_s):
+            held, start = await self._begin(
+                tenant_id, conversation_id, message_id, max(0.0, deadline - time.monotonic())
+            )
+            try:
+                yield start
+            finally:
+                if held is not None:
+                    await held.release()
+
+    async def _begin(
+        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+    ) -> tuple[HeldLock | None, TurnStart]:
+        """The Redis lock (None when the message was processed already) and what the turn starts from.
+        Only the store's own calls map an outage to ``StoreUnavailable``: an ``OSError`` of the turn
+        itself (an integration's, say) must stay what it is."""
         try:
             began = await self._parts().begin(tenant_id, conversation_id, message_id, timeout_s)
+            held = began.held
+            if held is None:
+                return None, LoadedTurn(self, reply=orjson.loads(began.reply or b"null"))
+            if began.cached is not False:
+                return held, _LockedTurn(self, held, began.cached)
+            try:
+                conversation, replies = await self._refresh(tenant_id, conversation_id)
+            except BaseException:
+                await held.release()
+                raise
         except OUTAGE as exc:
             raise unavailable(exc) from exc
-        held = began.held
-        if held is None:  # the message was processed already: its reply, and no lock was taken
-            yield LoadedTurn(self, reply=orjson.loads(began.reply or b"null"))
-            return
-        try:
-            try:
-                conversation, replies = (
-                    (began.cached, {})
-                    if began.cached is not False
-                    else (await self._refresh(tenant_id, conversation_id))
-                )
-            except OUTAGE as exc:
-                raise unavailable(exc) from exc
-            stored = None if message_id is None else replies.get(message_id)
-            if stored is not None:
-                yield LoadedTurn(self, reply=orjson.loads(stored))
-            else:
-                yield _LockedTurn(self, held, conversation)
-        finally:
-            await held.release()
+        stored = None if message_id is None else replies.get(message_id)
+        if stored is not None:
+            return held, LoadedTurn(self, reply=orjson.loads(stored))
+        return held, _LockedTurn(self, held, conversation)
 
     @outage_is_unavailable
     async def commit(self, write: TurnWrite) -> int:
@@ -607,20 +619,23 @@ class ProductionStore:
 
     @asynccontextmanager
     async def lock(self, tenant_id: str, conversation_id: str, timeout_s: float) -> AsyncIterator[None]:
-        """The Redis lock; Redis away while taking it is ``StoreUnavailable``. Only taking it is mapped:
-        an ``OSError`` of the turn itself (say, an integration's) must stay what it is."""
-        held = self._parts().lock(tenant_id, conversation_id, timeout_s)
-        try:
-            await held.__aenter__()
-        except OUTAGE as exc:
-            raise unavailable(exc) from exc
-        try:
-            yield
-        except BaseException as exc:
-            if not await held.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            await held.__aexit__(None, None, None)
+        """This process's queue for the conversation, then the Redis lock; Redis away while taking it is
+        ``StoreUnavailable``. Only taking it is mapped: an ``OSError`` of the turn itself (say, an
+        integration's) must stay what it is."""
+        deadline = time.monotonic() + timeout_s
+        async with self._local.hold(tenant_id, conversation_id, timeout_s):
+            held = self._parts().lock(tenant_id, conversation_id, max(0.0, deadline - time.monotonic()))
+            try:
+                await held.__aenter__()
+            except OUTAGE as exc:
+                raise unavailable(exc) from exc
+            try:
+                yield
+            except BaseException as exc:
+                if not await held.__aexit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                await held.__aexit__(None, None, None)
 
     # plumbing
     def _db(self) -> asyncpg.Pool:

