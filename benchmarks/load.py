@@ -46,7 +46,7 @@ class Plan:
     calls: int
 
     @classmethod
-    def of(cls, quick: bool, calls: int = 1_600, levels: tuple[int, ...] = (1, 16, 64)) -> Plan:
+    def of(cls, quick: bool, calls: int = 1_000, levels: tuple[int, ...] = (1, 16, 64)) -> Plan:
         """The full plan, or the quick one: one repetition of few calls at 16 in flight (CI proves the
         harness works with it and judges no number)."""
         return cls((16,), 1, 160) if quick else cls(levels, 3, calls)

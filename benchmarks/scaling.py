@@ -228,7 +228,7 @@ def run(quick: bool = False) -> Section:
                 f"{per_flow.median:.0f} KB/flow",
             ]
         )
-        idle_n = 150 if quick else 2_000
+        idle_n = 150 if quick else 1_000
         idle = Stats.of([asyncio.run(_sqlite_bytes(fresh(), idle_n)) for _ in range(repetitions)])
         production = [asyncio.run(_production_bytes(idle_n)) for _ in range(repetitions)]
         postgres, redis = Stats.of([p for p, _ in production]), Stats.of([r for _, r in production])
