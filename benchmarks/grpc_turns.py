@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from benchmarks.client import SCRIPT, TIME_LIMIT_S, load_client
-from benchmarks.load import Plan, against_baselines, bare_server, served_engines
+from benchmarks.client import SCRIPT, TIME_LIMIT_S
+from benchmarks.load import Plan, engines_against_echo, run_on_serve_loop
 from benchmarks.report import Section, Target
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 
@@ -47,7 +47,6 @@ class Echo(mcp_pb2_grpc.MCPEngineServicer):
 def serve_grpc(servicer: Any, port: int, opened: Any = None) -> None:
     """Serve ``servicer`` on ``port`` on the loop ``mcp-engine serve`` uses; ``opened``: an async callable
     run first (connecting to stores)."""
-    import asyncio
 
     async def main() -> None:
         if opened is not None:
@@ -58,13 +57,7 @@ def serve_grpc(servicer: Any, port: int, opened: Any = None) -> None:
         await server.start()
         await server.wait_for_termination()
 
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main())
+    run_on_serve_loop(main)
 
 
 def _echo_server(port: int) -> None:
@@ -73,22 +66,7 @@ def _echo_server(port: int) -> None:
 
 def run(quick: bool = False) -> Section:
     plan = Plan.of(quick)
-    with (
-        served_engines("embedded") as embedded,
-        served_engines("production") as production,
-        bare_server(_echo_server) as echo,
-        load_client() as client,
-    ):
-        rows, ratios, figures = against_baselines(
-            client,
-            {
-                "engine, embedded": ("grpc", embedded.grpc_ports),
-                "engine, production": ("grpc", production.grpc_ports),
-                "bare echo": ("grpc", (echo,)),
-            },
-            {"engine, embedded": "bare echo", "engine, production": "bare echo"},
-            plan,
-        )
+    rows, ratios, figures = engines_against_echo("grpc", _echo_server, plan)
     top = plan.levels[-1]
     return Section(
         "gRPC ProcessMessage: the engine (pizza flow) on each store vs a bare grpc.aio echo",

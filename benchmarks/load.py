@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as redis
 
-from benchmarks.client import SCRIPT, Job, LoadClient
+from benchmarks.client import SCRIPT, Job, LoadClient, load_client
 from benchmarks.report import Stats
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
 from mcp_engine.store.base import Store
@@ -285,7 +285,42 @@ def bare_server(target: Callable[..., None], *args: Any) -> Iterator[int]:
         process.join(timeout=10)
 
 
+def run_on_serve_loop(main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main()`` on the event loop ``mcp-engine serve`` uses (uvloop where installed), so that bare
+    baselines and the engine are measured on the same loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+
+
 Target = tuple[str, tuple[int, ...]]  # (protocol, ports)
+
+
+def engines_against_echo(
+    protocol: str, echo_server: Callable[[int], None], plan: Plan
+) -> tuple[list[list[str]], dict[str, dict[int, float]], dict[str, object]]:
+    """The engine served on each store and a bare echo server of ``protocol`` ("grpc" or "http"), loaded
+    alike by one client; ratios engine/echo."""
+    with (
+        served_engines("embedded") as embedded,
+        served_engines("production") as production,
+        bare_server(echo_server) as echo,
+        load_client() as client,
+    ):
+        return against_baselines(
+            client,
+            {
+                "engine, embedded": (protocol, embedded.ports(protocol)),
+                "engine, production": (protocol, production.ports(protocol)),
+                "bare echo": (protocol, (echo,)),
+            },
+            {"engine, embedded": "bare echo", "engine, production": "bare echo"},
+            plan,
+        )
 
 
 def against_baselines(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.client import SCRIPT, TIME_LIMIT_S, load_client
-from benchmarks.load import Plan, against_baselines, bare_server, served_engines
+from benchmarks.client import SCRIPT, TIME_LIMIT_S
+from benchmarks.load import Plan, engines_against_echo, run_on_serve_loop
 from benchmarks.report import Section
 
 
@@ -45,33 +45,12 @@ def _echo_server(port: int) -> None:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         await asyncio.Event().wait()
 
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop:
-            loop.run(main())
+    run_on_serve_loop(main)
 
 
 def run(quick: bool = False) -> Section:
     plan = Plan.of(quick)
-    with (
-        served_engines("embedded") as embedded,
-        served_engines("production") as production,
-        bare_server(_echo_server) as echo,
-        load_client() as client,
-    ):
-        rows, _ratios, figures = against_baselines(
-            client,
-            {
-                "engine, embedded": ("http", embedded.http_ports),
-                "engine, production": ("http", production.http_ports),
-                "bare echo": ("http", (echo,)),
-            },
-            {"engine, embedded": "bare echo", "engine, production": "bare echo"},
-            plan,
-        )
+    rows, _ratios, figures = engines_against_echo("http", _echo_server, plan)
     return Section(
         "REST POST /v2/conversations/{id}/messages: the engine (pizza flow) on each store"
         " vs a bare aiohttp echo",

@@ -134,14 +134,18 @@ class StoreContract:
         await store.save_flow_version(A, flow(version="1.0.0"))
         await store.save_flow_version(A, flow(version="1.1.0"))
         assert await store.published(A, "pizza") is None
+        assert await store.published_version(A, "pizza") is None
         assert (await store.publish(A, "pizza", "1.0.0")).status == "published"
         newer = await store.publish(A, "pizza", "1.1.0")
         assert newer.published_at is not None
         assert await store.published(A, "pizza") == newer
+        assert await store.published_version(A, "pizza") == "1.1.0"
         await store.publish(A, "pizza", "1.0.0")  # rollback
         published = await store.published(A, "pizza")
         assert published is not None
         assert published.version == "1.0.0"
+        assert await store.published_version(A, "pizza") == "1.0.0"
+        assert await store.published_version(B, "pizza") is None  # another tenant's flow
         statuses = {v.version: v.status for v in await store.list_versions(A, "pizza")}
         assert statuses == {"1.0.0": "published", "1.1.0": "draft"}
 

@@ -52,13 +52,8 @@ class FlowCache:
 
     async def published(self, tenant_id: str, flow_id: str) -> CompiledFlow:
         # The store is asked every time (another engine on the same store may publish), but only for the
-        # version's name where the store can say just that: the document is in the compiled flow already.
-        lookup = getattr(self.store, "published_version", None)
-        if lookup is not None:
-            version: str | None = await lookup(tenant_id, flow_id)
-        else:
-            stored = await self.store.published(tenant_id, flow_id)
-            version = None if stored is None else stored.version
+        # version's name: the document is in the compiled flow already.
+        version = await self.store.published_version(tenant_id, flow_id)
         if version is None:
             raise FlowNotFound(f"flow '{flow_id}' has no published version", {"flow_id": flow_id})
         return await self.version(tenant_id, flow_id, version)
