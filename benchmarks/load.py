@@ -297,7 +297,7 @@ def run_on_serve_loop(main: Callable[[], Awaitable[None]]) -> None:
             runner.run(main())
 
 
-Target = tuple[str, tuple[int, ...]]  # (protocol, ports)
+Endpoint = tuple[str, tuple[int, ...]]  # (protocol, ports)
 
 
 def engines_against_echo(
@@ -324,7 +324,7 @@ def engines_against_echo(
 
 
 def against_baselines(
-    client: LoadClient, targets: dict[str, Target], baselines: dict[str, str], plan: Plan
+    client: LoadClient, targets: dict[str, Endpoint], baselines: dict[str, str], plan: Plan
 ) -> tuple[list[list[str]], dict[str, dict[int, float]], dict[str, object]]:
     """Each target loaded by ``client`` at each level of ``plan``, runs interleaved (so drift hits every
     target alike), each distinct conversations doing the pizza happy path."""
