@@ -160,16 +160,7 @@ class ExecutionService:
             reply = self._reply(turn, before, started)
             committing = time.perf_counter()
             await start.commit(
-                TurnWrite(
-                    tenant_id,
-                    conversation_id,
-                    conversation.version if conversation else None,
-                    turn.context,
-                    turn.events,
-                    message_id,
-                    reply if message_id is not None else None,
-                    turn.timer if isinstance(turn.timer, Timer) or turn.timer is None else "keep",
-                )
+                _write(turn, conversation, message_id, reply if message_id is not None else None)
             )
             if metrics is not None:
                 metrics.store["commit"].observe(time.perf_counter() - committing)
@@ -326,8 +317,8 @@ class ExecutionService:
 
     async def _fire(self, timer: Timer) -> list[dict[str, Any]] | None:
         timeout = self.settings.context_lock_timeout_ms / 1000
-        async with self.store.lock(timer.tenant_id, timer.conversation_id, timeout):
-            conversation = await self.store.load(timer.tenant_id, timer.conversation_id)
+        async with self.store.begin_turn(timer.tenant_id, timer.conversation_id, None, timeout) as start:
+            conversation = start.conversation
             if conversation is None:
                 return None
             current = conversation.context.get("timer") or {}
@@ -341,16 +332,7 @@ class ExecutionService:
                 timer.tenant_id, timer.conversation_id, conversation, message, {"type": "timeout"}, None
             )
             turn.record("timer_fired", {"state": timer.state})
-            await self.store.commit(
-                TurnWrite(
-                    timer.tenant_id,
-                    timer.conversation_id,
-                    conversation.version,
-                    turn.context,
-                    turn.events,
-                    timer=turn.timer if isinstance(turn.timer, Timer) or turn.timer is None else "keep",
-                )
-            )
+            await start.commit(_write(turn, conversation))
         messages = [m.to_dict() for m in turn.messages]
         self.sinks.publish(turn.events)
         if self.metrics is not None:  # a timer's turn: counted, but not a request's latency
@@ -368,6 +350,25 @@ class ExecutionService:
                 log.exception("timer loop")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+
+def _write(
+    turn: Turn,
+    conversation: Conversation | None,
+    message_id: str | None = None,
+    reply: dict[str, Any] | None = None,
+) -> TurnWrite:
+    """What a finished turn writes: its context over the loaded version, its events, its timer change."""
+    return TurnWrite(
+        turn.context["tenant_id"],
+        turn.context["conversation_id"],
+        conversation.version if conversation else None,
+        turn.context,
+        turn.events,
+        message_id,
+        reply,
+        turn.timer if isinstance(turn.timer, Timer) or turn.timer is None else "keep",
+    )
 
 
 def _event_of(message: InboundMessage) -> dict[str, Any]:

@@ -154,9 +154,9 @@ class HeldLock:
 
 @dataclass
 class _Busy:
-    """A lock attempt that found the lock held, for how many more milliseconds."""
+    """A lock attempt that found the lock held, for how many more milliseconds (None: not asked)."""
 
-    pttl: int
+    pttl: int | None
 
 
 class RedisParts:
@@ -352,7 +352,7 @@ class RedisParts:
         async def attempt() -> HeldLock | _Busy:
             if await self.client.set(key, token, nx=True, px=self.lock_lease_ms):
                 return HeldLock(self, key, token, self.lock_lease_ms)
-            return _Busy(await self.client.pttl(key))
+            return _Busy(None)  # the holder's time left is not worth a round trip per attempt
 
         held = await self._acquire(attempt, conversation_id, timeout_s)
         try:
@@ -380,7 +380,8 @@ class RedisParts:
                 return result
             left = deadline - time.monotonic()
             if left <= 0:
-                log.info("conversation %s busy: lock held for %s ms more", conversation_id, result.pttl)
+                held_for = "" if result.pttl is None else f" for {result.pttl} ms more"
+                log.info("conversation %s busy: its lock is held%s", conversation_id, held_for)
                 raise ConversationBusy(
                     f"conversation '{conversation_id}' is busy: no turn for it within {timeout_s:g} s",
                     {"conversation_id": conversation_id},
