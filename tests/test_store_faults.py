@@ -1,10 +1,12 @@
 """The production store when its servers go away: Redis restarted mid-run, PostgreSQL unreachable, and a
 timer that fell due while no engine process was running.
 
-Redis is really restarted (``SHUTDOWN NOSAVE``, then started again in a ``finally``; it runs without
-persistence, so every key is gone). PostgreSQL is shared with everything else on this machine, so it is
-never stopped: the store reaches it through a TCP proxy in this test, and "PostgreSQL down" is the proxy
-closing its port and cutting every connection (what a stopped server looks like to a client).
+Redis is really restarted (``SHUTDOWN NOSAVE``, then started again; it runs without persistence, so every
+key is gone): a private ``redis-server`` of the test on a free port, so the shared Redis that other suites
+use is never touched and two suites may run at once. PostgreSQL is shared with everything else on this
+machine, so it is never stopped: the store reaches it through a TCP proxy in this test, and "PostgreSQL
+down" is the proxy closing its port and cutting every connection (what a stopped server looks like to a
+client).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -54,8 +56,10 @@ async def engines(name: str) -> AsyncIterator[Callable[..., Any]]:
     """Open started engines on the test's schema (``postgres_uri`` may point at a proxy); all closed after."""
     opened: list[ExecutionService] = []
 
-    async def open_engine(postgres_uri: str = POSTGRES_URI, **settings: Any) -> ExecutionService:
-        store = ProductionStore(postgres_uri, REDIS_URL, schema=name, key_prefix=name, lock_lease_s=2.0)
+    async def open_engine(
+        postgres_uri: str = POSTGRES_URI, redis_url: str = REDIS_URL, **settings: Any
+    ) -> ExecutionService:
+        store = ProductionStore(postgres_uri, redis_url, schema=name, key_prefix=name, lock_lease_s=2.0)
         engine = ExecutionService(
             store,
             settings=engine_settings(context_lock_timeout_ms=1000, **settings),
@@ -78,25 +82,53 @@ async def counter(engine: ExecutionService, conversation: str) -> int:
 # --- Redis restarted ----------------------------------------------------------------------------------
 
 
-def redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args], capture_output=True, text=True, timeout=10
-    )
+class PrivateRedis:
+    """A ``redis-server`` of this test alone on a free 127.0.0.1 port, started as ``.ci/run`` starts the
+    shared one (no persistence); it can be shut down and started again on the same port."""
 
+    def __init__(self) -> None:
+        self.port = free_port()
 
-def start_redis() -> None:
-    """Start Redis again (as ``.ci/run`` does) and wait until it answers PING (bounded)."""
-    if redis_cli("PING").stdout.strip() != "PONG":
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+
+    def start(self) -> None:
+        """Start it and wait until it answers PING (bounded)."""
         subprocess.run(
-            [*("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"), *REDIS_ARGS],
+            [
+                *("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port)),
+                *REDIS_ARGS,
+            ],
             check=True,
             timeout=10,
         )
-    deadline = time.monotonic() + 15
-    while redis_cli("PING").stdout.strip() != "PONG":
-        if time.monotonic() > deadline:
-            raise AssertionError("Redis did not come back")
-        time.sleep(0.05)
+        deadline = time.monotonic() + 15
+        while self.cli("PING").stdout.strip() != "PONG":
+            if time.monotonic() > deadline:
+                raise AssertionError("Redis did not come back")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.cli("SHUTDOWN", "NOSAVE")
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def send_until_done(engine: ExecutionService, conversation: str, text: str, message_id: str) -> None:
@@ -112,15 +144,17 @@ async def send_until_done(engine: ExecutionService, conversation: str, text: str
             await asyncio.sleep(0.05)
 
 
-async def test_a_redis_restart_mid_run_loses_no_conversation(engines: Engines) -> None:
-    engine = await engines()
+async def test_a_redis_restart_mid_run_loses_no_conversation(
+    engines: Engines, private_redis: PrivateRedis
+) -> None:
+    engine = await engines(redis_url=private_redis.url)
     await engine.publish_flow(counter_flow(), make_default=True)
     conversations = [f"c{i}" for i in range(5)]
     for c in conversations:
         for i in range(3):
             await send_until_done(engine, c, f"m{i}", f"{c}-m{i}")
     try:
-        redis_cli("SHUTDOWN", "NOSAVE")
+        private_redis.stop()
         down_since = time.monotonic()
         with pytest.raises(StoreUnavailable) as refused:
             await engine.process_message(TENANT, "c0", msg("while down", message_id="c0-down"))
@@ -128,7 +162,7 @@ async def test_a_redis_restart_mid_run_loses_no_conversation(engines: Engines) -
         assert time.monotonic() - down_since < 3
         assert not await engine.store.ready()
     finally:
-        start_redis()
+        private_redis.start()
     started = time.monotonic()
     for c in conversations:  # every key is gone: contexts, idempotency records and locks come from PG
         for i in range(3, 6):
