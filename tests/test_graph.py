@@ -22,11 +22,13 @@ from mcp_engine.flow.models import Flow
 FLOWS = sorted((Path(__file__).parent.parent / "examples" / "flows").glob("*.json"))
 needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
 
-MERMAID_NODE = re.compile(r'^    (\w+)(?:\(\[|\[\[|\{\{|\(\(|\()"?([^"]*)"?(?:\]\)|\]\]|\}\}|\)\)|\))$')
+MERMAID_NODE = re.compile(
+    r'^    (\w+)(?:\(\[|\[\[|\[/|\{\{|\(\(|\()"?([^"]*)"?(?:\]\)|\]\]|/\]|\}\}|\)\)|\))$'
+)
 MERMAID_EDGE = re.compile(r'^    (\w+) (-->|-\.->)(?:\|"([^"]*)"\|)? (\w+)$')
 DOT_STRING = r'"((?:[^"\\]|\\.)*)"'
 DOT_NODE = re.compile(rf"^    (\w+) \[label={DOT_STRING}[^\]]*\];$")
-DOT_EDGE = re.compile(rf"^    (\w+) -> (\w+)(?: \[label={DOT_STRING}(, style=dashed)?\])?;$")
+DOT_EDGE = re.compile(rf'^    (\w+) -> (\w+) \[(?:label={DOT_STRING}(, style=dashed)?, )?id="\w+"\];$')
 
 Edge = tuple[str, str, str, bool]  # source label, target label, edge label, dashed
 
@@ -201,3 +203,62 @@ def test_missing_graphviz_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(RuntimeError, match="Debian package graphviz"):
         to_svg(tricky_flow())
+
+
+def broken_pizza() -> Flow:
+    """The pizza flow with a typo in a transition target, a missing global handler target and an
+    initial state that does not exist: still a ``Flow`` model (only the reference checks fail)."""
+    document = json.loads(next(p for p in FLOWS if p.stem == "pizza").read_text())
+    document["states"]["take_order"]["transitions"][1]["target_state"] = "pick_unit_prize"
+    document["global_handlers"]["intents"]["help"]["target_state"] = "helpdesk"
+    document["initial_state"] = "welcome"
+    return Flow.model_validate(document)
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+def test_missing_states_are_drawn_once_as_missing(fmt: str) -> None:
+    render, parse = PARSERS[fmt]
+    nodes, edges = parse(render(broken_pizza()))
+    missing = {label for label in nodes.values() if label.endswith("\nmissing state")}
+    assert missing == {"pick_unit_prize\nmissing state", "helpdesk\nmissing state", "welcome\nmissing state"}
+    assert ("take_order\nslot_filling", "pick_unit_prize\nmissing state", "slot_filled\np=20", False) in edges
+    assert ("start", "welcome\nmissing state", "", False) in edges
+
+
+def test_graph_data_names_the_state_and_transition_of_every_id() -> None:
+    flow = load(next(p for p in FLOWS if p.stem == "pizza"))
+    data = graph.graph_data(flow)
+    nodes = {node["id"]: node for node in data["nodes"]}
+    assert {node["state"] for node in nodes.values() if node["kind"] in ("state", "end")} == set(flow.states)
+    assert nodes[data["initial"]]["state"] == flow.initial_state
+    assert nodes[graph.START_ID]["kind"] == "start"
+    transitions = {(e["state"], e["transition"]): e for e in data["edges"] if e["state"] is not None}
+    expected = {(name, i) for name, state in flow.states.items() for i in range(len(state.transitions))}
+    assert set(transitions) == expected
+    for (name, index), edge in transitions.items():
+        assert nodes[edge["source"]]["state"] == name
+        assert nodes[edge["target"]]["state"] == flow.states[name].transitions[index].target_state
+    assert data["edges"][0] == {
+        "id": graph.START_EDGE_ID,
+        "source": graph.START_ID,
+        "target": data["initial"],
+        "lines": [],
+        "dashed": False,
+        "state": None,
+        "transition": None,
+    }
+    assert len({edge["id"] for edge in data["edges"]}) == len(data["edges"])
+
+
+@needs_graphviz
+@pytest.mark.parametrize("flow", [tricky_flow(), broken_pizza()], ids=["tricky", "broken"])
+def test_svg_element_ids_are_the_graph_data_ids(flow: Flow) -> None:
+    """What a client maps: each node and edge of the SVG has the id ``graph_data`` describes."""
+    root = ET.fromstring(to_svg(flow))
+    ids = {
+        kind: {g.get("id") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == kind}
+        for kind in ("node", "edge")
+    }
+    data = graph.graph_data(flow)
+    assert ids["node"] == {node["id"] for node in data["nodes"]}
+    assert ids["edge"] == {edge["id"] for edge in data["edges"]}

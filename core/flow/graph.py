@@ -1,9 +1,14 @@
 """Drawing a flow as a graph: Mermaid for docs and browsers, DOT and SVG through Graphviz.
 
-Both text formats are rendered from one neutral list of nodes and edges (``build_graph``), so
-they always show the same thing; only quoting differs. Node ids are generated, never the raw
-state names: state names may contain anything a JSON key can, and words such as ``end`` or
-``graph`` are keywords in Mermaid and DOT. Output follows document order, so it is stable.
+Every format is rendered from one neutral list of nodes and edges (``build_graph``), so they
+always show the same thing; only quoting differs. Node ids are generated, never the raw state
+names: state names may contain anything a JSON key can, and words such as ``end`` or ``graph``
+are keywords in Mermaid and DOT. Output follows document order, so it is stable.
+
+The DOT (and so the SVG) carries those ids as element ids, nodes by their node id and edges as
+``edge_<n>`` (their place in the list), and ``graph_data`` lists the same ids with the state and
+transition each one stands for: a client such as the playground lights a state or a taken
+transition in the SVG without guessing from labels.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from mcp_engine.flow.models import Action, Flow, Transition
 
-NodeKind = Literal["state", "end", "global", "flow"]
+NodeKind = Literal["start", "state", "end", "global", "flow", "missing"]
 START_ID = "start__"
+START_EDGE_ID = "edge_start"
 GLOBAL_ID = "global__"
 LABEL_CHARS = 48
 ID_CHARS = 40
@@ -26,21 +32,26 @@ ID_CHARS = 40
 
 @dataclass(frozen=True)
 class Node:
-    """A box to draw; ``lines`` is its label, one entry per line."""
+    """A box to draw; ``lines`` is its label, one entry per line; ``state`` the state it stands for
+    (a ``missing`` node is a state that transitions name but the document lacks)."""
 
     id: str
     lines: tuple[str, ...]
     kind: NodeKind
+    state: str | None = None
 
 
 @dataclass(frozen=True)
 class Edge:
-    """An arrow; dashed ones are not transitions (global handlers, sub-flow links)."""
+    """An arrow; dashed ones are not transitions (global handlers, sub-flow links). A transition's
+    edge names its state and its index in that state's ``transitions`` (as the turn's events do)."""
 
     source: str
     target: str
     lines: tuple[str, ...]
     dashed: bool = False
+    state: str | None = None
+    transition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,10 @@ class _Ids:
         self._by_key: dict[tuple[str, str], str] = {}
         self._used = {START_ID, GLOBAL_ID}
 
+    def names(self, prefix: str) -> list[str]:
+        """Every name given an id under ``prefix``, in the order first asked for."""
+        return [name for kind, name in self._by_key if kind == prefix]
+
     def get(self, prefix: str, name: str) -> str:
         key = (prefix, name)
         if key not in self._by_key:
@@ -91,6 +106,7 @@ class _Ids:
 def build_graph(flow: Flow) -> Graph:
     """Every state, transition, global handler and sub-flow link of ``flow`` as nodes and edges."""
     ids = _Ids()
+    initial = ids.get("st", flow.initial_state)
     nodes: list[Node] = []
     edges: list[Edge] = []
     sub_flows: dict[str, Node] = {}
@@ -113,10 +129,11 @@ def build_graph(flow: Flow) -> Graph:
 
     for name, state in flow.states.items():
         source = ids.get("st", name)
-        nodes.append(Node(source, (name, state.type), "end" if state.type == "end" else "state"))
+        nodes.append(Node(source, (name, state.type), "end" if state.type == "end" else "state", name))
         link_sub_flows(source, state.entry_actions)
-        for transition in state.transitions:
-            edges.append(Edge(source, ids.get("st", transition.target_state), condition_label(transition)))
+        for index, transition in enumerate(state.transitions):
+            target = ids.get("st", transition.target_state)
+            edges.append(Edge(source, target, condition_label(transition), state=name, transition=index))
             link_sub_flows(source, transition.actions)
         link_sub_flows(source, state.exit_actions)
     nodes.extend(sub_flows.values())
@@ -131,12 +148,38 @@ def build_graph(flow: Flow) -> Graph:
         handler_edges.append(Edge(GLOBAL_ID, ids.get("st", handlers.no_match.target_state), (label,), True))
     if handlers.error_state:
         handler_edges.append(Edge(GLOBAL_ID, ids.get("st", handlers.error_state), ("error",), True))
+    missing = (name for name in ids.names("st") if name not in flow.states)
+    nodes.extend(Node(ids.get("st", name), (name, "missing state"), "missing", name) for name in missing)
     if handler_edges:
         nodes.append(Node(GLOBAL_ID, ("global handlers",), "global"))
         edges.extend(handler_edges)
-    return Graph(
-        f"{flow.name} v{flow.version}", ids.get("st", flow.initial_state), tuple(nodes), tuple(edges)
-    )
+    return Graph(f"{flow.name} v{flow.version}", initial, tuple(nodes), tuple(edges))
+
+
+def edge_id(index: int) -> str:
+    """The id of the ``index``-th edge of ``Graph.edges`` in the DOT, the SVG and ``graph_data``."""
+    return f"edge_{index}"
+
+
+def graph_data(flow: Flow) -> dict[str, Any]:
+    """The graph as JSON-ready data: what each node and edge id of the DOT/SVG stands for. The start
+    point and its arrow to the initial state come first; a transition's edge names its state and index."""
+    graph = build_graph(flow)
+    start = Node(START_ID, (), "start")
+    entry = Edge(START_ID, graph.initial, ())
+    nodes = [{**asdict(node), "lines": list(node.lines)} for node in (start, *graph.nodes)]
+    edges = [
+        {"id": edge_id(n) if n >= 0 else START_EDGE_ID, **asdict(edge), "lines": list(edge.lines)}
+        for n, edge in enumerate((entry, *graph.edges), start=-1)
+    ]
+    return {
+        "flow_id": flow.flow_id,
+        "version": flow.version,
+        "title": graph.title,
+        "initial": graph.initial,
+        "nodes": nodes,
+        "edges": edges,
+    }
 
 
 _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 _.,:=!?+*/'-]")
@@ -145,6 +188,7 @@ _MERMAID_SHAPES: dict[NodeKind, tuple[str, str]] = {
     "end": ("([", "])"),
     "global": ("{{", "}}"),
     "flow": ("[[", "]]"),
+    "missing": ("[/", "/]"),
 }
 
 
@@ -187,26 +231,30 @@ _DOT_STYLES: dict[NodeKind, str] = {
     "end": 'shape=box, style="rounded,bold", peripheries=2',
     "global": 'shape=hexagon, style="dashed"',
     "flow": "shape=component",
+    "missing": 'shape=box, style="dashed", color="#b91c1c", fontcolor="#b91c1c"',
 }
 
 
 def to_dot(flow: Flow) -> str:
-    """A Graphviz ``digraph``; the initial state is bold and entered from a start point."""
+    """A Graphviz ``digraph``; the initial state is bold and entered from a start point. Nodes and
+    edges carry ``id`` attributes (the ids of ``graph_data``), which Graphviz copies into its SVG."""
     graph = build_graph(flow)
     out = [
         f"digraph {dot_text((flow.flow_id,))} {{",
         f"    graph [label={dot_text((graph.title,))}, labelloc=t, fontname=Helvetica];",
         "    node [fontname=Helvetica];",
         "    edge [fontname=Helvetica, fontsize=10];",
-        f'    {START_ID} [label="", shape=point, width=0.15];',
+        f'    {START_ID} [label="", shape=point, width=0.15, id="{START_ID}"];',
     ]
     for node in graph.nodes:
         style = _DOT_STYLES[node.kind] + (", penwidth=2" if node.id == graph.initial else "")
-        out.append(f"    {node.id} [label={dot_text(node.lines)}, {style}];")
-    out.append(f"    {START_ID} -> {graph.initial};")
-    for edge in graph.edges:
+        out.append(f'    {node.id} [label={dot_text(node.lines)}, {style}, id="{node.id}"];')
+    out.append(f'    {START_ID} -> {graph.initial} [id="{START_EDGE_ID}"];')
+    for n, edge in enumerate(graph.edges):
         style = ", style=dashed" if edge.dashed else ""
-        out.append(f"    {edge.source} -> {edge.target} [label={dot_text(edge.lines)}{style}];")
+        out.append(
+            f'    {edge.source} -> {edge.target} [label={dot_text(edge.lines)}{style}, id="{edge_id(n)}"];'
+        )
     out.append("}")
     return "\n".join(out) + "\n"
 

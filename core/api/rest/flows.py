@@ -13,16 +13,22 @@ from typing import Any
 from aiohttp import web
 
 from mcp_engine.api.rest import models
-from mcp_engine.api.rest.edge import Call, model_response
+from mcp_engine.api.rest.edge import Call, json_response, model_response
 from mcp_engine.api.rest.middleware import Unavailable
 from mcp_engine.api.rest.routing import Route
-from mcp_engine.errors import FlowNotFound, PermissionDenied
-from mcp_engine.flow.graph import to_dot, to_mermaid, to_svg
+from mcp_engine.errors import FlowNotFound, FlowValidationError, PermissionDenied
+from mcp_engine.flow.graph import graph_data, to_dot, to_mermaid, to_svg
+from mcp_engine.flow.models import Flow
 from mcp_engine.flow.validate import ValidationResult, validate_data
 from mcp_engine.plugin_manager import Registry
 from mcp_engine.store.base import FlowVersion
 
-GRAPH_MEDIA = {"mermaid": "text/plain", "dot": "text/vnd.graphviz", "svg": "image/svg+xml"}
+GRAPH_MEDIA = {
+    "mermaid": "text/plain",
+    "dot": "text/vnd.graphviz",
+    "svg": "image/svg+xml",
+    "json": "application/json",
+}
 
 
 def _fields(stored: FlowVersion) -> dict[str, Any]:
@@ -123,8 +129,8 @@ async def list_versions(call: Call) -> web.StreamResponse:
     return model_response(models.VersionList(flow_id=flow_id, versions=[_summary(v) for v in versions]))
 
 
-async def _version(call: Call, tenant_id: str) -> FlowVersion:
-    flow_id, version = call.path["flow_id"], call.path["version"]
+async def _version(call: Call, tenant_id: str, version: str | None = None) -> FlowVersion:
+    flow_id, version = call.path["flow_id"], version or call.path["version"]
     stored = await call.engine.store.get_flow_version(tenant_id, flow_id, version)
     if stored is None:
         raise FlowNotFound(f"flow '{flow_id}' version {version} not found", {"flow_id": flow_id})
@@ -157,11 +163,9 @@ async def delete_flow(call: Call) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def flow_graph(call: Call) -> web.StreamResponse:
-    """The published version (else the latest) drawn as Mermaid, Graphviz DOT or SVG."""
-    stored = await _stored(call, await call.tenant())
-    flow = validate_data(stored.document, call.engine.registry).raise_for_errors()
-    fmt = call.query_as(models.GraphQuery).format
+async def _drawing(flow: Flow, fmt: str) -> web.Response:
+    if fmt == "json":
+        return json_response(graph_data(flow))
     if fmt == "svg":
         try:
             text = await asyncio.to_thread(to_svg, flow)  # runs Graphviz: keep it off the event loop
@@ -170,6 +174,31 @@ async def flow_graph(call: Call) -> web.StreamResponse:
     else:
         text = to_mermaid(flow) if fmt == "mermaid" else to_dot(flow)
     return web.Response(text=text, content_type=GRAPH_MEDIA[fmt])
+
+
+async def flow_graph(call: Call) -> web.StreamResponse:
+    """The published version (else the latest, or ``version``) drawn as Mermaid, Graphviz DOT or SVG;
+    ``json`` says which state and transition each node and edge id of the DOT and SVG stands for."""
+    query = call.query_as(models.StoredGraphQuery)
+    tenant_id = await call.tenant()
+    if query.version is None:
+        stored = await _stored(call, tenant_id)
+    else:
+        stored = await _version(call, tenant_id, query.version)
+    flow = validate_data(stored.document, call.engine.registry).raise_for_errors()
+    return await _drawing(flow, query.format)
+
+
+async def draw_document(call: Call) -> web.StreamResponse:
+    """Draw a flow document without storing it, even one with reference errors (a transition to a
+    missing state is drawn as a missing node), so an editor can show where its problems are. Only a
+    document that is not a flow at all (the schema pass fails) is refused, with every problem (422)."""
+    document = call.body_as(models.FlowDocument).root
+    tenant_id = await _document_tenant(call, document)
+    result = validate_data(document, await _registry(call, tenant_id))
+    if result.flow is None:
+        raise FlowValidationError(result.problems)
+    return await _drawing(result.flow, call.query_as(models.GraphQuery).format)
 
 
 FLOW_VERSION = "/v2/flows/{flow_id}/versions/{version}"
@@ -221,7 +250,18 @@ ROUTES = (
         "Draw a flow",
         "flows",
         {200: tuple(GRAPH_MEDIA.values())},
-        query=models.GraphQuery,
+        query=models.StoredGraphQuery,
         errors=(503,),
+    ),
+    Route(
+        "POST",
+        "/v2/flows/graph",
+        draw_document,
+        "Draw a flow document (nothing stored)",
+        "flows",
+        {200: tuple(GRAPH_MEDIA.values())},
+        body=models.FlowDocument,
+        query=models.GraphQuery,
+        errors=(422, 503),
     ),
 )

@@ -103,7 +103,16 @@ class VersionList(BaseModel):
 
 
 class GraphQuery(Lenient):
-    format: Literal["mermaid", "dot", "svg"] = "mermaid"
+    format: Literal["mermaid", "dot", "svg", "json"] = Field(
+        "mermaid",
+        description="json: what each node and edge id of the DOT/SVG stands for (state, transition).",
+    )
+
+
+class StoredGraphQuery(GraphQuery):
+    version: Version | None = Field(
+        None, description="Draw this version (default: the published, else the latest)."
+    )
 
 
 # --- conversations ------------------------------------------------------------------------------
