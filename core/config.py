@@ -31,6 +31,9 @@ class EngineSettings(BaseSettings):
         None, alias="MCP_AUTH", description="Unset: on with POSTGRES_URI, off on the embedded default"
     )
     admin_key: SecretStr | None = Field(None, alias="MCP_ADMIN_KEY")  # SecretStr: never in a repr or log
+    enable_visual_designer: bool = Field(
+        True, alias="ENABLE_VISUAL_DESIGNER", description="serve's /playground page (off: 404)"
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", alias="MCP_EVENT_LOOP", description="serve's event loop; asyncio where uvloop is missing"
     )

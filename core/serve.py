@@ -70,6 +70,7 @@ class EngineServer:
 
     async def start(self) -> None:
         from mcp_engine.api.grpc.server import create_server
+        from mcp_engine.api.playground.routes import playground_routes
         from mcp_engine.api.rest.app import create_app
 
         engine, settings = self.engine, self.settings
@@ -83,7 +84,10 @@ class EngineServer:
             log.warning(AUTH_OFF_WARNING)
         if self.flows_dir is not None:
             await load_flows(engine, self.flows_dir, self.default_flow)
-        app = create_app(engine, auth, self.limiter, extra_routes=self.metrics.routes())
+        extra_routes = self.metrics.routes()
+        if settings.enable_visual_designer:
+            extra_routes += playground_routes()
+        app = create_app(engine, auth, self.limiter, extra_routes=extra_routes)
         app.middlewares.insert(0, access_middleware)  # outermost: it logs the status clients get
         self._runner = web.AppRunner(app, shutdown_timeout=self.grace_s, access_log=None)
         await self._runner.setup()
@@ -101,6 +105,8 @@ class EngineServer:
         )
         await self._grpc.start()
         self._timers = asyncio.create_task(engine.run_timers(self._stop_timers), name="timers")
+        if settings.enable_visual_designer:
+            log.info("playground: http://%s:%d/playground", self.host, self.http_port)
         log.info(
             "serving REST on http://%s:%d and gRPC on %s:%d (at most %d turns in flight)",
             self.host,

@@ -36,6 +36,10 @@ def test_wheel_ships_only_mcp_engine_and_every_package(tmp_path: Path) -> None:
     shipped = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
     assert _package_dirs() <= shipped, f"missing from the wheel: {_package_dirs() - shipped}"
     assert "mcp_engine/py.typed" in names
+    static = ROOT / "core" / "api" / "playground" / "static"
+    pages = {f"mcp_engine/api/playground/static/{path.name}" for path in static.iterdir()}
+    assert "mcp_engine/api/playground/static/index.html" in pages
+    assert pages <= set(names), f"playground files missing from the wheel: {pages - set(names)}"
 
 
 def test_setup_cfg_lists_every_package() -> None:
