@@ -101,7 +101,7 @@ def _rss_bytes() -> int:
 def _rss_per_flow(flows: int) -> tuple[float, float]:
     """(MB for ``flows`` compiled flows, KB per flow)."""
     from mcp_engine.flow.validate import validate_data
-    from mcp_engine.plugin_manager import default_registry
+    from mcp_engine.registry import default_registry
     from mcp_engine.rulesets import get_backend
     from mcp_engine.runtime.compiled import compile_flow
     from mcp_engine.runtime.services import Services

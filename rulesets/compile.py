@@ -13,7 +13,7 @@ from __future__ import annotations
 from mcp_engine.flow.gc_pause import paused_gc
 from mcp_engine.flow.models import Flow, Transition
 from mcp_engine.kinds import ConditionType
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 from mcp_engine.rulesets.context import FactPlan, RuleContext
 from mcp_engine.rulesets.ruleset import Rule, StateRuleset
 from mcp_engine.rulesets.vocab import FALSE, PHASE, TRUE, Condition, RulesetError, conjuncts, normalize

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from mcp_engine import Services
-from mcp_engine.plugin_manager import default_registry
 from mcp_engine.plugins.sinks.redis_stream import RedisStreamSink, mcp_engine_event_sinks
+from mcp_engine.registry import default_registry
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.store.sqlite import SQLiteStore
 from tests.engine_fixtures import engine_settings

@@ -12,7 +12,7 @@ from mcp_engine.expressions.evaluate import evaluate, truthy
 from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Flow
 from mcp_engine.kinds import ConditionType
-from mcp_engine.plugin_manager import Registry, default_registry
+from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import Backend, RuleContext, RulesetError, StateRuleset, compile_state, get_backend
 from mcp_engine.rulesets.durable import CHUNK, DurableEvaluator
 from mcp_engine.rulesets.python import PythonEvaluator

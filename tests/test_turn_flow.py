@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
-from mcp_engine.plugin_manager import Registry, create_plugin_manager
+from mcp_engine.plugin_manager import create_plugin_manager
+from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService
 from tests.turnkit import (
     TENANT,

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
 from mcp_engine.errors import ConcurrentUpdate, DeadlineExceeded
-from mcp_engine.plugin_manager import Registry, create_plugin_manager
+from mcp_engine.plugin_manager import create_plugin_manager
+from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.store.base import Tenant
 from tests.turnkit import (

@@ -13,7 +13,7 @@ from itertools import combinations
 from mcp_engine.expressions.nodes import Compare, Const, Node, path_of
 from mcp_engine.flow.models import Flow, Transition
 from mcp_engine.flow.problems import Problem, pointer
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 
 Path = tuple[str | int, ...]
 INPUT_KINDS_EXCLUSIVE = {"timeout": {"any_input", "intent_match", "low_confidence"}}

@@ -19,7 +19,7 @@ from mcp_engine.expressions.parser import ExpressionError, parse
 from mcp_engine.flow.models import Action, Flow
 from mcp_engine.flow.problems import Problem, pointer
 from mcp_engine.kinds import ConditionType, Reference
-from mcp_engine.plugin_manager import Kind, Registry
+from mcp_engine.registry import Kind, Registry
 from mcp_engine.runtime.templates import TemplateCompileError, TemplateEngine
 
 Path = tuple[str | int, ...]

@@ -21,7 +21,7 @@ from mcp_engine.flow.gc_pause import paused_gc
 from mcp_engine.flow.loader import Source, parse_text, read_file
 from mcp_engine.flow.models import Flow, State
 from mcp_engine.flow.problems import Problem
-from mcp_engine.plugin_manager import Registry, default_registry
+from mcp_engine.registry import Registry, default_registry
 
 PLACEHOLDERS = {"flow_id": "invalid", "tenant_id": "invalid", "name": "invalid", "version": "0.0.0"}
 

@@ -15,7 +15,7 @@ from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Action as ActionModel
 from mcp_engine.flow.models import Flow, State
 from mcp_engine.kinds import Action, IntegrationClient, IntentClassifier, RuleKind, StateType
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
 from mcp_engine.runtime.services import Services

@@ -25,7 +25,7 @@ from mcp_engine.errors import (
     FlowNotFound,
     InvalidInput,
 )
-from mcp_engine.plugin_manager import Registry, default_registry
+from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, start_run

@@ -16,7 +16,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from mcp_engine.kinds import EventSink
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 from mcp_engine.runtime.services import Services
 
 log = logging.getLogger(__name__)

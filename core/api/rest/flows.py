@@ -19,7 +19,7 @@ from mcp_engine.api.rest.routing import Route
 from mcp_engine.errors import FlowNotFound, PermissionDenied
 from mcp_engine.flow.graph import to_dot, to_mermaid, to_svg
 from mcp_engine.flow.validate import ValidationResult, validate_data
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 from mcp_engine.store.base import FlowVersion
 
 GRAPH_MEDIA = {"mermaid": "text/plain", "dot": "text/vnd.graphviz", "svg": "image/svg+xml"}
