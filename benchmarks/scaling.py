@@ -104,9 +104,9 @@ def _rss_per_flow(flows: int) -> tuple[float, float]:
     from mcp_engine.registry import default_registry
     from mcp_engine.rulesets import get_backend
     from mcp_engine.runtime.compiled import compile_flow
-    from mcp_engine.runtime.services import Services
+    from mcp_engine.runtime.services import EngineServices
 
-    registry, services = default_registry(), Services()
+    registry, services = default_registry(), EngineServices()
     backend = get_backend("python")
     warm = compile_flow(validate_data(PIZZA, registry).raise_for_errors(), registry, backend, services)
     gc.collect()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from mcp_engine.kinds import (
+    from mcp_engine.contract import (
         Action,
         ConditionType,
         EventSink,

@@ -16,8 +16,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from mcp_engine.errors import PluginClash
-from mcp_engine.kinds import (
+from mcp_engine.contract import (
     Action,
     ConditionType,
     EventSink,
@@ -27,6 +26,7 @@ from mcp_engine.kinds import (
     RuleKind,
     StateType,
 )
+from mcp_engine.errors import PluginClash
 from mcp_engine.plugin_manager import (
     ENGINE_DISTRIBUTION,
     PluginHost,

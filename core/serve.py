@@ -26,7 +26,7 @@ from mcp_engine.logs import AccessInterceptor, access_middleware
 from mcp_engine.metrics import Metrics
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.base import Tenant
 from mcp_engine.store.factory import describe_store, open_store
 
@@ -48,7 +48,7 @@ class EngineServer:
         host: str = "127.0.0.1",
         flows_dir: Path | None = None,
         default_flow: str | None = None,
-        services: Services | None = None,
+        services: EngineServices | None = None,
         grace_s: float = GRACE_S,
     ) -> None:
         self.settings = settings

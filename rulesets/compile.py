@@ -10,11 +10,11 @@ after a state is entered (phase ``entry``) only automatic rules can fire.
 
 from __future__ import annotations
 
+from mcp_engine.contract import ConditionType
 from mcp_engine.flow.gc_pause import paused_gc
 from mcp_engine.flow.models import Flow, Transition
-from mcp_engine.kinds import ConditionType
 from mcp_engine.registry import Registry
-from mcp_engine.rulesets.context import FactPlan, RuleContext
+from mcp_engine.rulesets.context import FactPlan, TransitionContext
 from mcp_engine.rulesets.ruleset import Rule, StateRuleset
 from mcp_engine.rulesets.vocab import FALSE, PHASE, TRUE, Condition, RulesetError, conjuncts, normalize
 
@@ -36,7 +36,7 @@ def compile_state(flow: Flow, state_name: str, registry: Registry) -> StateRules
     for pri, index in enumerate(order):
         transition = state.transitions[index]
         condition_type = _condition_type(registry, state_name, index, transition)
-        ctx = RuleContext(flow, state_name, state, transition, condition_type.kind, plan)
+        ctx = TransitionContext(flow, state_name, state, transition, condition_type.kind, plan)
         condition = _condition(condition_type, transition, ctx)
         if condition == FALSE:
             continue
@@ -58,7 +58,9 @@ def _condition_type(
     return condition_type
 
 
-def _condition(condition_type: type[ConditionType], transition: Transition, ctx: RuleContext) -> Condition:
+def _condition(
+    condition_type: type[ConditionType], transition: Transition, ctx: TransitionContext
+) -> Condition:
     value = transition.condition_value
     try:
         vocabulary = condition_type.rule(value, ctx)

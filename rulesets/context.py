@@ -1,4 +1,4 @@
-"""What a condition type sees while its transition compiles (``ConditionType.rule(value, ctx)``).
+"""What a condition type sees while its transition compiles: the ``RuleContext`` of ``ConditionType.rule``.
 
 The context names the facts a rule may test beyond the engine's own: typed fields read from the
 expression namespace, and Python-evaluated conditions. A state's transitions share one ``FactPlan``, so
@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mcp_engine.contract import ConditionKind
 from mcp_engine.expressions.evaluate import compile_expression
 from mcp_engine.expressions.nodes import Attr, Index, Name, Node
 from mcp_engine.flow.models import Flow, State, Transition
-from mcp_engine.kinds import ConditionKind
 from mcp_engine.rulesets.pushdown import expression_condition
 from mcp_engine.rulesets.ruleset import Category, Field, Predicate, Reader
 from mcp_engine.rulesets.vocab import FALSE, TRUE
@@ -59,8 +59,9 @@ class FactPlan:
 
 
 @dataclass(frozen=True)
-class RuleContext:
-    """The flow, state and transition being compiled, and the means to name facts for its rule."""
+class TransitionContext:
+    """The ``RuleContext`` of one transition: the flow, state and transition being compiled, and the means
+    to name facts for its rule."""
 
     ALWAYS: ClassVar[dict[str, Any]] = TRUE
     NEVER: ClassVar[dict[str, Any]] = FALSE  # a transition whose rule is NEVER gets no rule at all

@@ -18,7 +18,7 @@ from typing import Any
 
 from mcp_engine.config import EngineSettings
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.sqlite import SQLiteStore
 
 TENANT = "demo"
@@ -59,7 +59,9 @@ async def open_engine(
     ``documents`` replaces example flows by name (e.g. a bank flow pointing at a test server).
     """
     engine = ExecutionService(
-        SQLiteStore(str(db_path)), settings=settings or engine_settings(), services=Services(env=env or {})
+        SQLiteStore(str(db_path)),
+        settings=settings or engine_settings(),
+        services=EngineServices(env=env or {}),
     )
     await engine.start()
     try:

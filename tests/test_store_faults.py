@@ -23,7 +23,7 @@ import pytest
 
 from mcp_engine.errors import EngineError, StoreUnavailable
 from mcp_engine.runtime.execution import ExecutionService
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
 from tests.production_kit import POSTGRES_URI, REDIS_URL, delete_keys, fresh_backing
@@ -63,7 +63,7 @@ async def engines(name: str) -> AsyncIterator[Callable[..., Any]]:
         engine = ExecutionService(
             store,
             settings=engine_settings(context_lock_timeout_ms=1000, **settings),
-            services=Services(env={}),
+            services=EngineServices(env={}),
         )
         await engine.start()
         opened.append(engine)

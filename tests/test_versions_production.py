@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mcp_engine.runtime.execution import ExecutionService
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
 from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
@@ -34,7 +34,7 @@ def versioned(version: str, word: str) -> dict[str, Any]:
 async def engine() -> AsyncIterator[ExecutionService]:
     async with fresh_backing("v") as name:
         store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
-        engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
+        engine = ExecutionService(store, settings=engine_settings(), services=EngineServices(env={}))
         await engine.start()
         try:
             yield engine

@@ -13,12 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from mcp_engine.contract import ConditionType, Reference
 from mcp_engine.expressions.evaluate import paths
 from mcp_engine.expressions.nodes import Node
 from mcp_engine.expressions.parser import ExpressionError, parse
 from mcp_engine.flow.models import Action, Flow
 from mcp_engine.flow.problems import Problem, pointer
-from mcp_engine.kinds import ConditionType, Reference
 from mcp_engine.registry import Kind, Registry
 from mcp_engine.runtime.templates import TemplateCompileError, TemplateEngine
 

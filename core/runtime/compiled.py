@@ -9,18 +9,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp_engine.contract import (
+    Action,
+    IntegrationClient,
+    IntentClassifier,
+    RuleKind,
+    Services,
+    StateType,
+    Template,
+)
 from mcp_engine.errors import InvalidInput
 from mcp_engine.expressions.evaluate import compile_expression
 from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Action as ActionModel
 from mcp_engine.flow.models import Flow, State
-from mcp_engine.kinds import Action, IntegrationClient, IntentClassifier, RuleKind, StateType
 from mcp_engine.registry import Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
-from mcp_engine.runtime.services import Services
 from mcp_engine.runtime.templates import TemplateEngine
-from mcp_engine.runtime.view import Template
 
 DEFAULT_CLASSIFIER = "builtin"
 

@@ -30,7 +30,7 @@ from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, start_run
 from mcp_engine.runtime.flows import FlowCache
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
 from mcp_engine.store.base import Conversation, FlowVersion, Store, Tenant, Timer, TurnWrite
@@ -66,15 +66,15 @@ class ExecutionService:
         store: Store,
         registry: Registry | None = None,
         settings: EngineSettings | None = None,
-        services: Services | None = None,
+        services: EngineServices | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics  # None: no metrics, and the turn pays nothing for them
         self.registry = registry or default_registry()
         self.settings = settings or EngineSettings()
-        self.services = services or Services()
-        self.services.store = store
+        self.services = services or EngineServices()
+        self.services.keep_events_in(store.record_events)
         self.flows = FlowCache(
             store,
             self.registry,
@@ -82,7 +82,7 @@ class ExecutionService:
             self.services,
             self.settings.compiled_flow_cache,
         )
-        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks)
+        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks, store.get_tenant)
 
     async def start(self) -> None:
         await self.store.open()

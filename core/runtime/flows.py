@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
+from mcp_engine.contract import Services
 from mcp_engine.errors import FlowNotFound
 from mcp_engine.flow.validate import validate_data
 from mcp_engine.registry import Registry
 from mcp_engine.rulesets.ruleset import Backend
 from mcp_engine.runtime.compiled import CompiledFlow, compile_flow
-from mcp_engine.runtime.services import Services
 from mcp_engine.store.base import Store
 
 Key = tuple[str, str, str]

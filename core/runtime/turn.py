@@ -12,16 +12,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from mcp_engine.flow.models import Flow
-from mcp_engine.kinds import Action, IntegrationClient
-from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
-from mcp_engine.runtime.context import namespace, remember
-from mcp_engine.runtime.view import (
+from mcp_engine.contract import (
+    Action,
     ExtractContext,
+    IntegrationClient,
     IntegrationResult,
     OutboundMessage,
     Template,
 )
+from mcp_engine.flow.models import Flow
+from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
+from mcp_engine.runtime.context import namespace, remember
 from mcp_engine.store.base import Timer
 
 if TYPE_CHECKING:
