@@ -63,14 +63,15 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
     """Draw a flow's states and transitions as Mermaid, Graphviz DOT or SVG."""
     from mcp_engine.flow import graph as draw
 
-    result = validate_file(file, default_registry())
+    registry = default_registry()
+    result = validate_file(file, registry)
     if result.flow is None:
         for problem in result.problems:
             click.echo(problem.render(result.source), err=True)
         sys.exit(1)
     render = {"mermaid": draw.to_mermaid, "dot": draw.to_dot, "svg": draw.to_svg}[fmt]
     try:
-        text = render(result.flow)
+        text = render(result.flow, registry)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     if output:

@@ -38,8 +38,9 @@ ReferenceKind = Literal[
     "state",  # names a state of the flow
     "intent",  # names an intent the flow declares
     "slot_collected",  # a slot this state collects
-    "slot_used",  # a slot read somewhere (must be collected by some slot_filling state)
+    "slot_used",  # a slot read somewhere (must be collected by some state)
     "integration",  # names an integration the flow declares
+    "flow",  # names another flow of the tenant (a sub-flow)
     "slot_rule",  # a slot validation rule string, e.g. "int:1..10"
     "expression",  # an expression of the safe expression language
     "template",  # a Jinja2 template
@@ -72,11 +73,30 @@ class Plugin:
         yield from ()
 
 
+@dataclass(frozen=True)
+class Classification:
+    """How a state classifies a message (``StateType.classification``).
+
+    ``candidates``: the intents ranked, None for those the state's own transitions name (so
+    ``intent_match`` works in any state); the global handlers' intents are always added. ``threshold``:
+    None for the flow's ``settings.confidence_threshold``. ``fallback_intent``: the intent taken when the
+    best one scores below the threshold (None: keep the best one, and ``low_confidence`` holds).
+    """
+
+    candidates: tuple[str, ...] | None = None
+    threshold: float | None = None
+    fallback_intent: str | None = None
+
+
 class StateType(Plugin):
-    """A kind of state. ``consumes_input``: the state waits for a message (intent, slot_filling, wait).
+    """A kind of state. ``consumes_input``: the state waits for a message (intent, slot_filling, wait);
+    ``ends_run``: entering it completes the run (end).
 
     One instance per state of a compiled flow, made when the flow is compiled (never per turn), with the
-    state's name and parsed ``config``; do any preparation in ``__init__``.
+    state's name and parsed ``config``; do any preparation in ``__init__`` or ``prepare``. What the turn
+    needs to know of the state beyond its behaviour (``classification``, ``timeout_ms``,
+    ``required_slots``) it asks once, at compile time, from the configuration alone (possibly before
+    ``prepare``), and never again per turn.
     """
 
     consumes_input: ClassVar[bool] = False
@@ -85,6 +105,20 @@ class StateType(Plugin):
     def __init__(self, name: str, config: Any) -> None:
         self.name_in_flow = name
         self.config = config
+
+    def classification(self, flow: Flow) -> Classification:
+        """Which intents a message is classified among here, against which threshold, with which fallback.
+        The default: the intents the state's transitions name, the flow's threshold, no fallback."""
+        return Classification()
+
+    def timeout_ms(self) -> int | None:
+        """A server-side timeout armed each time the state is entered: when it passes with the conversation
+        still here, a ``timeout`` event is delivered (SPEC §6). None (the default): no timer."""
+        return None
+
+    def required_slots(self) -> tuple[str, ...]:
+        """The slots this state requires: ``slot_filled`` without a value holds once all are filled."""
+        return ()
 
     def prepare(self, assets: FlowAssets) -> None:
         """Compile what the state needs (templates, slot rules) once, when its flow is compiled."""
@@ -144,6 +178,7 @@ class ConditionType(Plugin):
 
     kind: ClassVar[ConditionKind] = "automatic"
     value: ClassVar[Literal["required", "optional", "none"]] = "none"
+    reads_expression: ClassVar[bool] = False  # the transition's ``expression`` is its (required) argument
 
     @classmethod
     def value_references(cls, value: str | None) -> Iterator[Reference]:
@@ -153,6 +188,13 @@ class ConditionType(Plugin):
     @classmethod
     def validate_value(cls, value: str) -> None:
         """Raise ``ValueError`` with a designer-readable message when ``condition_value`` is not valid."""
+
+    @classmethod
+    def excludes(cls, value: str | None, other: type[ConditionType], other_value: str | None) -> bool:
+        """Whether this condition (with ``value``) and ``other`` (with ``other_value``) can never hold for
+        the same event; the validator then does not warn about the two sharing a priority. Asked both
+        ways round; False (the default) is always safe."""
+        return False
 
     @classmethod
     def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any] | None:
@@ -348,6 +390,21 @@ class TurnView(Protocol):
         """The current state's parsed ``config``."""
         ...
 
+    @property
+    def state_data(self) -> dict[str, Any]:
+        """The current state's own data for this visit (retry counts, what was asked): kept with the
+        context across turns while the conversation stays, emptied each time a state is entered.
+        JSON values only."""
+        ...
+
+    def fail(self, kind: str, message: str = "") -> None:
+        """Say the current state cannot go on (``kind`` is the error kind, e.g. ``retries_exhausted``).
+
+        Its transitions are still evaluated, with ``slot_filling.exhausted`` true for expressions, so one
+        may take it; if none does, the error handler does (SPEC §5) and records ``kind``.
+        """
+        ...
+
     def namespace(self) -> dict[str, Any]:
         """The expression/template namespace: slots, variables, user_profile, intent, event, ..."""
         ...
@@ -461,6 +518,7 @@ __all__ = [
     "ERROR_KINDS",
     "FLOW_ID_PATTERN",
     "Action",
+    "Classification",
     "ConditionType",
     "EngineError",
     "EventSink",

@@ -18,6 +18,7 @@ import pytest
 from mcp_engine.flow import graph
 from mcp_engine.flow.graph import to_dot, to_mermaid, to_svg
 from mcp_engine.flow.models import Flow
+from mcp_engine.registry import default_registry
 
 FLOWS = sorted((Path(__file__).parent.parent / "examples" / "flows").glob("*.json"))
 needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
@@ -80,6 +81,7 @@ def named(nodes: dict[str, str], raw_edges: list[Edge]) -> tuple[dict[str, str],
 
 
 PARSERS = {"mermaid": (to_mermaid, parse_mermaid), "dot": (to_dot, parse_dot)}
+REGISTRY = default_registry()
 
 
 def load(path: Path) -> Flow:
@@ -123,15 +125,15 @@ def expected_edges(flow: Flow) -> Counter[Edge]:
 def test_every_state_and_edge_is_drawn(path: Path, fmt: str) -> None:
     flow = load(path)
     render, parse = PARSERS[fmt]
-    nodes, edges = parse(render(flow))
+    nodes, edges = parse(render(flow, REGISTRY))
     labels = set(nodes.values())
     assert {state_label(flow, name) for name in flow.states} <= labels
     assert Counter(edges) == expected_edges(flow)
-    assert render(load(path)) == render(flow), "output must be deterministic"
+    assert render(load(path), REGISTRY) == render(flow, REGISTRY), "output must be deterministic"
 
 
 def test_sub_flow_links_are_drawn() -> None:
-    nodes, edges = parse_dot(to_dot(load(next(p for p in FLOWS if p.stem == "support"))))
+    nodes, edges = parse_dot(to_dot(load(next(p for p in FLOWS if p.stem == "support")), REGISTRY))
     assert "flow:collect_contact" in nodes.values()
     assert ("escalate\nresponse", "flow:collect_contact", "trigger_flow", True) in edges
     assert ("flow:collect_contact", "open_ticket\nresponse", "return", True) in edges
@@ -141,7 +143,7 @@ def test_sub_flow_links_are_drawn() -> None:
 @pytest.mark.parametrize("path", FLOWS, ids=lambda p: p.stem)
 def test_svg_is_well_formed_and_names_every_state(path: Path) -> None:
     flow = load(path)
-    root = ET.fromstring(to_svg(flow))
+    root = ET.fromstring(to_svg(flow, REGISTRY))
     texts = {el.text for el in root.iter("{http://www.w3.org/2000/svg}text")}
     assert set(flow.states) <= texts
 
@@ -184,7 +186,7 @@ def tricky_flow() -> Flow:
 def test_labels_are_escaped(fmt: str) -> None:
     flow = tricky_flow()
     render, parse = PARSERS[fmt]
-    nodes, edges = parse(render(flow))
+    nodes, edges = parse(render(flow, REGISTRY))
     assert len(set(nodes)) == len(nodes) == len(flow.states) + 2  # + start and global handlers
     assert {state_label(flow, name) for name in flow.states} <= set(nodes.values())
     assert Counter(edges) == expected_edges(flow)
@@ -192,7 +194,7 @@ def test_labels_are_escaped(fmt: str) -> None:
 
 @needs_graphviz
 def test_svg_of_tricky_names() -> None:
-    root = ET.fromstring(to_svg(tricky_flow()))
+    root = ET.fromstring(to_svg(tricky_flow(), REGISTRY))
     texts = {el.text for el in root.iter("{http://www.w3.org/2000/svg}text")}
     assert {*TRICKY.split("\n"), "a-b", "a_b", "graph", "end"} <= texts
 
@@ -200,4 +202,4 @@ def test_svg_of_tricky_names() -> None:
 def test_missing_graphviz_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(RuntimeError, match="Debian package graphviz"):
-        to_svg(tricky_flow())
+        to_svg(tricky_flow(), REGISTRY)

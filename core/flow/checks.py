@@ -183,11 +183,9 @@ class ReferenceChecker:
                 self.error((*path, "condition_value"), str(exc), "bad-value")
             for ref in condition.value_references(value):
                 self.use(ref, (*path, "condition_value"))
-        if name == "expression":
+        if condition.reads_expression:
             if not expression:
-                self.error(
-                    (*path, "expression"), "condition 'expression' needs an expression", "missing-value"
-                )
+                self.error((*path, "expression"), f"condition '{name}' needs an expression", "missing-value")
             else:
                 self.use(Reference("expression", expression), (*path, "expression"))
         elif expression is not None:
@@ -197,6 +195,15 @@ class ReferenceChecker:
 
     def use(self, ref: Reference, path: Path) -> None:
         self.uses.append(_Use(ref, path))
+
+    def named_states(self) -> dict[str, list[str]]:
+        """Per state, the states its part of the document names (transition targets, and what its actions
+        and configuration refer to), in the order they were found."""
+        named: dict[str, list[str]] = {name: [] for name in self.flow.states}
+        for use in self.uses:
+            if use.ref.kind == "state" and use.path[:1] == ("states",) and use.path[1] in named:
+                named[str(use.path[1])].append(use.ref.value)
+        return named
 
     def resolve(self) -> None:
         """Resolve every collected reference; slots last, once every collected slot is known."""
@@ -235,8 +242,7 @@ class ReferenceChecker:
             if use.ref.value not in collected:
                 self.error(
                     use.path,
-                    f"slot '{use.ref.value}' is not collected by any slot_filling state"
-                    f"{near(use.ref.value, collected)}",
+                    f"slot '{use.ref.value}' is not collected by any state{near(use.ref.value, collected)}",
                     "unknown-slot",
                 )
 

@@ -71,7 +71,7 @@ def _validate(data: Any, registry: Registry, source: Source | None) -> Validatio
         if not partial:
             result.flow = flow
             if not result.errors:
-                configured = FlowGraph(flow, registry, checker.expressions)
+                configured = FlowGraph(flow, registry, checker.expressions, checker.named_states())
                 result.problems.extend(analyse(configured))
     if source is not None:
         result.problems = [

@@ -160,15 +160,16 @@ async def delete_flow(call: Call) -> web.StreamResponse:
 async def flow_graph(call: Call) -> web.StreamResponse:
     """The published version (else the latest) drawn as Mermaid, Graphviz DOT or SVG."""
     stored = await _stored(call, await call.tenant())
-    flow = validate_data(stored.document, call.engine.registry).raise_for_errors()
+    registry = call.engine.registry
+    flow = validate_data(stored.document, registry).raise_for_errors()
     fmt = call.query_as(models.GraphQuery).format
     if fmt == "svg":
         try:
-            text = await asyncio.to_thread(to_svg, flow)  # runs Graphviz: keep it off the event loop
+            text = await asyncio.to_thread(to_svg, flow, registry)  # runs Graphviz: off the event loop
         except RuntimeError as exc:
             raise Unavailable(str(exc), {"format": "svg"}) from None
     else:
-        text = to_mermaid(flow) if fmt == "mermaid" else to_dot(flow)
+        text = to_mermaid(flow, registry) if fmt == "mermaid" else to_dot(flow, registry)
     return web.Response(text=text, content_type=GRAPH_MEDIA[fmt])
 
 
