@@ -45,7 +45,7 @@ CONVERSATIONS = 10  # conversations timed per measurement
 async def _engine(path: str, store: Store | None = None) -> ExecutionService:
     engine = ExecutionService(store or SQLiteStore(path))
     await engine.start()
-    await engine.publish_flow(PIZZA, make_default=True)
+    await engine.catalogue.publish_document(PIZZA, make_default=True)
     return engine
 
 

@@ -28,7 +28,6 @@ from mcp_engine.contract import (
 )
 from mcp_engine.errors import PluginClash
 from mcp_engine.plugin_manager import (
-    ENGINE_DISTRIBUTION,
     PluginHost,
     Provider,
     Skipped,
@@ -36,6 +35,16 @@ from mcp_engine.plugin_manager import (
 )
 
 P = TypeVar("P", bound=Plugin)
+
+
+@dataclass(frozen=True)
+class PluginUse:
+    """Something a flow uses from a plugin (``what``: "state type 'carousel'", "plugin 'carousel'"), with
+    the provider and the JSON pointer of where the flow names it."""
+
+    what: str
+    provider: Provider
+    pointer: str
 
 
 @dataclass
@@ -215,16 +224,12 @@ def enables(enabled: Collection[str] | None, provider: Provider) -> bool:
     """Whether a tenant's ``enabled_plugins`` (None: all) let it use what ``provider`` provides."""
     if enabled is None or provider.builtin:
         return True
-    wanted = {normalized(name) for name in enabled}
-    return provider.plugin in enabled or normalized(provider.distribution) in wanted
+    return any(named(name, provider) for name in enabled)
 
 
-def names_a_provider(name: str, providers: Collection[Provider]) -> bool:
-    """Whether ``name`` is the plugin or distribution name of one of ``providers`` (or the engine's)."""
-    wanted = normalized(name)
-    return wanted == ENGINE_DISTRIBUTION or any(
-        name == p.plugin or wanted == normalized(p.distribution) for p in providers
-    )
+def named(name: str, provider: Provider) -> bool:
+    """Whether ``name`` is ``provider``'s plugin (entry-point) name or the name of its distribution."""
+    return name == provider.plugin or normalized(name) == normalized(provider.distribution)
 
 
 def normalized(distribution: str) -> str:

@@ -68,7 +68,7 @@ async def open_engine(
         if publish:
             for name in EXAMPLE_FLOWS:
                 document = (documents or {}).get(name) or example_flow(name)
-                await engine.publish_flow(copy.deepcopy(document))
+                await engine.catalogue.publish_document(copy.deepcopy(document))
         yield engine
     finally:
         await engine.close()

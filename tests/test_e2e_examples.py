@@ -731,7 +731,7 @@ async def test_a_new_version_affects_new_runs_only(engine: ExecutionService) -> 
     document = example_flow("pizza")
     document["version"] = "1.1.0"
     document["states"]["greeting"]["config"]["response_templates"]["default"] = "Ciao!"
-    await engine.publish_flow(document)
+    await engine.catalogue.publish_document(document)
     reply = await turn(chat, "cancel", "order_cancelled", [CANCELLED])
     assert reply["flow_version"] == "1.0.0"
     reply = await turn(chat, "hi", "main_menu", ["Ciao!", CLARIFY])
@@ -795,7 +795,7 @@ async def test_another_tenants_flow_is_not_found(engine: ExecutionService) -> No
 
 
 async def test_the_default_flow_is_used_without_hints(engine: ExecutionService) -> None:
-    await engine.publish_flow(example_flow("pizza"), make_default=True)
+    await engine.catalogue.publish_document(example_flow("pizza"), make_default=True)
     reply = await engine.process_message(TENANT, "default-1", InboundMessage(text="two small pizzas"))
     assert texts(reply) == [GREETING, "Where should we deliver your 2 small pizzas?"]
     assert reply["flow_id"] == "pizza"

@@ -41,7 +41,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
         metrics=Metrics(),
     )
     await engine.start()
-    await engine.publish_flow(example_flow("pizza"))
+    await engine.catalogue.publish_document(example_flow("pizza"))
     try:
         yield engine
     finally:

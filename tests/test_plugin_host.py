@@ -11,10 +11,7 @@ import importlib
 import importlib.metadata
 import json
 import logging
-import shutil
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,43 +38,10 @@ from mcp_engine.plugin_manager import (
     enabled_entry_points,
 )
 from mcp_engine.registry import Registry, default_registry
-from tests.flowdocs import minimal_flow
+from tests.plugin_kit import FAKE_MODULES, Install, carousel_flow
 
-FAKE_DISTS = Path(__file__).resolve().parent / "fake_dists"
-FAKE_MODULES = {path.stem for path in FAKE_DISTS.glob("fake_*.py")}
 ENGINE_VERSION = importlib.metadata.version("mcp-engine")
 CAROUSEL = Provider("mcp-engine-carousel", "1.2.0", "carousel")
-
-Install = Callable[..., None]
-
-
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
-    """Install fake distributions by name into a fresh ``sys.path`` entry; third-party loading unset."""
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
-
-    def install(*names: str) -> None:
-        for name in names:
-            (dist_info,) = FAKE_DISTS.glob(f"mcp_engine_{name}-*.dist-info")
-            shutil.copytree(dist_info, site / dist_info.name)
-            shutil.copy(FAKE_DISTS / f"fake_{name}.py", site)
-        importlib.invalidate_caches()
-
-    yield install
-    for module in FAKE_MODULES:
-        sys.modules.pop(module, None)
-
-
-def carousel_flow() -> dict[str, Any]:
-    """The minimal flow with one state of the third-party type, running the third-party action."""
-    doc = minimal_flow()
-    helping = doc["states"]["helping"]
-    helping.update(type="carousel", config={"items": ["tea", "cake"]})
-    helping["entry_actions"] = [{"type": "send_sms", "to": "+33600000000"}]
-    return doc
 
 
 def test_builtins_come_from_the_engine_distribution_at_its_version() -> None:

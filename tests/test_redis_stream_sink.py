@@ -96,7 +96,7 @@ async def engine_with(tmp_path: Path, env: dict[str, str]) -> ExecutionService:
         services=EngineServices(env=env),
     )
     await engine.start()
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     return engine
 
 

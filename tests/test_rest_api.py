@@ -15,8 +15,6 @@ from openapi_spec_validator import validate
 from mcp_engine.api.rest.app import ROUTES, create_app
 from mcp_engine.api.rest.models import MessageReply
 from mcp_engine.auth import Authenticator
-from mcp_engine.plugin_manager import Provider
-from mcp_engine.plugins.actions.log_event import LogEvent
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
 from tests.engine_fixtures import example_flow, open_engine
@@ -353,25 +351,6 @@ async def test_put_tenant_sets_default_flow(client: TestClient[Any, Any]) -> Non
     reply = await send(client, "c8", "hello")
     assert reply["flow_id"] == "pizza"
     assert (await client.put("/v2/tenants/demo", json={"outbound_webhook": None})).status == 200
-
-
-async def test_plugins_filtered_by_tenant(
-    client: TestClient[Any, Any], engine: ExecutionService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    registry = engine.registry.tenant_view([])  # a copy, so the extra plugin stays in this test
-    extra = type("AcmeLog", (LogEvent,), {"name": "acme_log"})
-    registry.actions.add(extra, Provider("acme-plugins", "1.0", "acme"))
-    monkeypatch.setattr(engine, "registry", registry)
-    everything = (await (await client.get("/v2/plugins")).json())["plugins"]
-    assert {"kind", "name", "provider", "version", "plugin", "description"} == set(everything[0])
-    assert {"response", "acme_log"} <= {p["name"] for p in everything}
-    unset = (await (await client.get("/v2/plugins", headers=DEMO)).json())["plugins"]
-    assert unset == everything
-    await client.put("/v2/tenants/demo", json={"enabled_plugins": []})
-    visible = (await (await client.get("/v2/plugins", headers=DEMO)).json())["plugins"]
-    assert visible == [p for p in everything if p["name"] != "acme_log"]
-    await client.put("/v2/tenants/demo", json={"enabled_plugins": ["acme"]})
-    assert (await (await client.get("/v2/plugins", headers=DEMO)).json())["plugins"] == everything
 
 
 async def test_health_and_ready(client: TestClient[Any, Any], engine: ExecutionService) -> None:

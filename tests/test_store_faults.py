@@ -148,7 +148,7 @@ async def test_a_redis_restart_mid_run_loses_no_conversation(
     engines: Engines, private_redis: PrivateRedis
 ) -> None:
     engine = await engines(redis_url=private_redis.url)
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     conversations = [f"c{i}" for i in range(5)]
     for c in conversations:
         for i in range(3):
@@ -232,7 +232,7 @@ async def test_postgres_down_refuses_quickly_corrupts_nothing_and_recovers(
     engines: Engines, proxy: Proxy
 ) -> None:
     engine = await engines(proxy.uri)
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     for i in range(3):
         await engine.process_message(TENANT, "c1", msg(f"m{i}", message_id=f"m{i}"))
     await proxy.down()
@@ -266,7 +266,7 @@ async def test_a_timer_due_while_every_process_was_down_fires_once_after_restart
     engines: Engines, name: str
 ) -> None:
     first = await engines()
-    await first.publish_flow(timer_flow(), make_default=True)
+    await first.catalogue.publish_document(timer_flow(), make_default=True)
     await first.process_message(TENANT, "c1", msg("hi"))
     await first.close()  # every process down ...
     await delete_keys(name)  # ... and Redis restarted without persistence: the schedule is gone too

@@ -45,7 +45,7 @@ ORDER_INTENTS = {
 async def test_a_new_conversation_enters_the_initial_state_before_its_first_message(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "hello",
             {
@@ -69,7 +69,7 @@ async def test_a_new_conversation_enters_the_initial_state_before_its_first_mess
 
 
 async def test_response_templates_are_chosen_by_the_message_channel(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "a",
             {
@@ -93,7 +93,7 @@ async def test_response_templates_are_chosen_by_the_message_channel(engine: Exec
 async def test_a_conversation_answers_on_the_channel_of_the_current_message(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {"w": wait(on("any_input", "a")), "a": response({"web": "web", "sms": "sms"}, go("w"))},
@@ -107,7 +107,7 @@ async def test_a_conversation_answers_on_the_channel_of_the_current_message(
 
 
 async def test_response_attributes_travel_with_the_message(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "card",
             {
@@ -133,7 +133,7 @@ async def test_response_attributes_travel_with_the_message(engine: ExecutionServ
 async def test_automatic_transitions_are_evaluated_on_entry_input_ones_only_on_a_message(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -153,7 +153,7 @@ async def test_automatic_transitions_are_evaluated_on_entry_input_ones_only_on_a
 
 
 async def test_lower_priority_first_ties_in_document_order(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -217,14 +217,14 @@ def intent_flow(threshold: float | None = None, fallback: str | None = None) -> 
 async def test_intent_match_and_low_confidence_follow_the_threshold(
     engine: ExecutionService, threshold: float | None, text: str, expected: str
 ) -> None:
-    await engine.publish_flow(intent_flow(threshold), make_default=True)
+    await engine.catalogue.publish_document(intent_flow(threshold), make_default=True)
     [reply] = await talk(engine, "c1", text)
     assert texts(reply)[0].startswith(expected)
     assert reply["confidence_scores"]["order"] > reply["confidence_scores"].get("help", 0.0)
 
 
 async def test_below_the_threshold_the_intent_becomes_the_fallback_intent(engine: ExecutionService) -> None:
-    await engine.publish_flow(intent_flow(fallback="help"), make_default=True)
+    await engine.catalogue.publish_document(intent_flow(fallback="help"), make_default=True)
     [reply] = await talk(engine, "c1", "bananas are yellow")
     # low_confidence still holds (and comes first); intent.name is the fallback
     assert texts(reply) == ["unsure help"]
@@ -261,7 +261,7 @@ def slot_flow(crust_priority: int) -> dict[str, Any]:
 
 
 async def test_slot_filled_with_and_without_a_value(engine: ExecutionService) -> None:
-    await engine.publish_flow(slot_flow(crust_priority=1), make_default=True)
+    await engine.catalogue.publish_document(slot_flow(crust_priority=1), make_default=True)
     replies = await talk(engine, "c1", "large", "3 thin")
     assert [texts(r) for r in replies] == [["Size?", "How many?"], ["crust thin"]]
     replies = await talk(engine, "c2", "large", "3")  # no crust: every required slot is filled
@@ -271,13 +271,13 @@ async def test_slot_filled_with_and_without_a_value(engine: ExecutionService) ->
 async def test_a_slot_filling_state_left_in_the_same_turn_does_not_ask_again(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(slot_flow(crust_priority=10), make_default=True)
+    await engine.catalogue.publish_document(slot_flow(crust_priority=10), make_default=True)
     [reply] = await talk(engine, "c1", "thin please")
     assert texts(reply) == ["Size?", "crust thin"]
 
 
 async def test_expressions_see_event_text_and_variables(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -307,7 +307,7 @@ async def test_integration_success_and_network_error(engine: ExecutionService) -
     app.router.add_get("/balance", balance)
     no_retry = {"max_retries": 0, "backoff_ms": 0}
     async with serve(app) as url:
-        await engine.publish_flow(
+        await engine.catalogue.publish_document(
             flow(
                 "w",
                 {
@@ -349,7 +349,7 @@ async def test_integration_success_and_network_error(engine: ExecutionService) -
         document = (await engine.store.published(TENANT, "f")).document  # type: ignore[union-attr]
         document["version"] = "1.0.1"
         document["states"]["call"]["config"]["integration_id"] = "down"
-        await engine.publish_flow(document)
+        await engine.catalogue.publish_document(document)
         [failed] = await talk(engine, "c2", "4")
         assert texts(failed) == ["network down"]
 
@@ -361,7 +361,7 @@ async def test_exit_then_transition_then_entry_actions(engine: ExecutionService)
     def trace(step: str) -> list[dict[str, Any]]:
         return [set_action("trace", expression=f"variables.trace + '{step};'"), say_action(step)]
 
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "a",
             {
@@ -400,7 +400,7 @@ async def test_a_failing_action_is_logged_and_skipped(tmp_path: Path) -> None:
     pm.register(ExplodingPlugin(), name="exploding")
     engine = await open_engine(tmp_path / "engine.db", Registry.from_plugin_manager(pm))
     try:
-        await engine.publish_flow(
+        await engine.catalogue.publish_document(
             flow(
                 "w",
                 {

@@ -63,7 +63,7 @@ async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(t
         tmp_path / "engine.db", Registry.from_plugin_manager(pm), STATE_EXECUTION_TIMEOUT_MS=1500
     )
     try:
-        await engine.publish_flow(
+        await engine.catalogue.publish_document(
             flow(
                 "w",
                 {
@@ -110,7 +110,7 @@ async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path) -
     engine = await open_engine(tmp_path / "engine.db", STATE_EXECUTION_TIMEOUT_MS=200)
     try:
         async with serve(app) as url:
-            await engine.publish_flow(
+            await engine.catalogue.publish_document(
                 flow(
                     "w",
                     {
@@ -156,7 +156,7 @@ def counter_flow() -> dict[str, Any]:
 
 
 async def test_messages_of_one_conversation_are_processed_one_at_a_time(engine: ExecutionService) -> None:
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     replies = await asyncio.gather(*(engine.process_message(TENANT, "c1", msg(f"m{i}")) for i in range(20)))
     assert len(replies) == 20
     state = await engine.get_state(TENANT, "c1")
@@ -167,7 +167,7 @@ async def test_messages_of_one_conversation_are_processed_one_at_a_time(engine: 
 
 
 async def test_different_conversations_run_side_by_side(engine: ExecutionService) -> None:
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     await asyncio.gather(*(engine.process_message(TENANT, f"c{i % 5}", msg("x")) for i in range(15)))
     for i in range(5):
         assert (await engine.get_state(TENANT, f"c{i}"))["variables"]["n"] == 3
@@ -201,7 +201,7 @@ async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path) -> N
     first = await open_engine(tmp_path / "engine.db")
     second = await open_engine(tmp_path / "engine.db")
     try:
-        await first.publish_flow(timer_flow(), make_default=True)
+        await first.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(first, "c1", "hi")
         assert (await first.get_state(TENANT, "c1"))["current_state"] == "w"
         now = time.time() + LATER
@@ -218,7 +218,7 @@ async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path) -> N
 
 
 async def test_a_timer_of_a_state_left_fires_nothing(engine: ExecutionService) -> None:
-    await engine.publish_flow(timer_flow(), make_default=True)
+    await engine.catalogue.publish_document(timer_flow(), make_default=True)
     await talk(engine, "c1", "hi")
     [stale] = await engine.store.due_timers(time.time() + LATER)
     await talk(engine, "c1", "move")
@@ -234,7 +234,7 @@ async def test_a_timer_of_a_state_left_fires_nothing(engine: ExecutionService) -
 
 
 async def test_a_wait_state_resumed_after_a_digression_still_times_out(engine: ExecutionService) -> None:
-    await engine.publish_flow(timer_flow(), make_default=True)
+    await engine.catalogue.publish_document(timer_flow(), make_default=True)
     [_, helped] = await talk(engine, "c1", "hi", "help")
     assert texts(helped) == ["help text"]
     assert helped["current_state"] == "w"
@@ -253,7 +253,7 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
     app.router.add_post("/hook", hook)
     async with serve(app) as url:
         await engine.store.put_tenant(Tenant(TENANT, outbound_webhook=f"{url}/hook"))
-        await engine.publish_flow(timer_flow(), make_default=True)
+        await engine.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(engine, "c1", "hi")
         await engine.fire_due_timers(now=time.time() + LATER)
         await engine.sinks.drain()
@@ -272,7 +272,7 @@ async def test_two_engines_on_one_file_never_lose_an_update(tmp_path: Path) -> N
     right: a turn either commits or fails with ConcurrentUpdate (safe to retry), never overwrites."""
     engines = [await open_engine(tmp_path / "engine.db") for _ in range(2)]
     try:
-        await engines[0].publish_flow(counter_flow(), make_default=True)
+        await engines[0].catalogue.publish_document(counter_flow(), make_default=True)
         await talk(engines[0], "c1", "first")
         results = await asyncio.gather(
             *(engines[i % 2].process_message(TENANT, "c1", msg(f"m{i}")) for i in range(10)),

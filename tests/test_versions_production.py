@@ -50,11 +50,11 @@ async def say(engine: ExecutionService, conversation: str, text: str) -> tuple[l
 async def test_old_runs_finish_on_their_version_new_runs_take_the_published_one(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(versioned("1.0.0", "one"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.0.0", "one"), make_default=True)
     for c in ("old1", "old2"):
         assert await say(engine, c, "hi") == (["hello one"], "1.0.0")
 
-    await engine.publish_flow(versioned("1.1.0", "two"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.1.0", "two"), make_default=True)
     published = await engine.store.published(TENANT, "f")
     assert published is not None
     assert published.version == "1.1.0"
@@ -64,7 +64,7 @@ async def test_old_runs_finish_on_their_version_new_runs_take_the_published_one(
     assert await say(engine, "old1", "again") == (["hello two"], "1.1.0")  # a new run: the new version
 
     # rollback: 1.0.0 is stored unchanged (immutable) and published again, for new runs only
-    await engine.publish_flow(versioned("1.0.0", "one"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.0.0", "one"), make_default=True)
     assert await say(engine, "new", "done") == (["bye two"], "1.1.0")
     assert await say(engine, "after", "hi") == (["hello one"], "1.0.0")
     versions = await engine.store.list_versions(TENANT, "f")
@@ -72,7 +72,7 @@ async def test_old_runs_finish_on_their_version_new_runs_take_the_published_one(
 
 
 async def test_a_published_version_cannot_be_changed(engine: ExecutionService) -> None:
-    await engine.publish_flow(versioned("1.0.0", "one"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.0.0", "one"), make_default=True)
     with pytest.raises(Exception, match="already stored with other content"):
-        await engine.publish_flow(versioned("1.0.0", "changed"), make_default=True)
+        await engine.catalogue.publish_document(versioned("1.0.0", "changed"), make_default=True)
     assert await say(engine, "c1", "hi") == (["hello one"], "1.0.0")

@@ -23,7 +23,7 @@ from mcp_engine.expressions.evaluate import compile_expression
 from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Action as ActionModel
 from mcp_engine.flow.models import Flow, State
-from mcp_engine.registry import Registry
+from mcp_engine.registry import PluginUse, Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
 from mcp_engine.runtime.templates import TemplateEngine
@@ -61,6 +61,7 @@ class CompiledFlow:
     integrations: dict[str, IntegrationClient]
     templates: TemplateEngine
     evaluators: list[Evaluator] = field(default_factory=list)
+    needs: tuple[PluginUse, ...] = ()  # the third-party plugins it uses: each must be enabled to run
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -22,18 +22,17 @@ from mcp_engine.errors import (
     ConversationNotFound,
     DeadlineExceeded,
     EngineError,
-    FlowNotFound,
     InvalidInput,
 )
 from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
+from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, start_run
-from mcp_engine.runtime.flows import FlowCache
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
-from mcp_engine.store.base import Conversation, FlowVersion, Store, Tenant, Timer, TurnWrite
+from mcp_engine.store.base import Conversation, Store, Timer, TurnWrite
 
 if TYPE_CHECKING:
     from mcp_engine.metrics import Metrics
@@ -75,40 +74,25 @@ class ExecutionService:
         self.settings = settings or EngineSettings()
         self.services = services or EngineServices()
         self.services.keep_events_in(store.record_events)
-        self.flows = FlowCache(
+        self.catalogue = FlowCatalogue(
             store,
             self.registry,
             get_backend(self.settings.rules_backend),
             self.services,
             self.settings.compiled_flow_cache,
         )
-        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks, store.get_tenant)
+        self.sinks = SinkFanout(
+            self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
+        )
 
     async def start(self) -> None:
         await self.store.open()
 
     async def close(self) -> None:
         await self.sinks.close()
-        self.flows.close()
+        self.catalogue.close()
         await self.services.close()
         await self.store.close()
-
-    # --- flows ----------------------------------------------------------------------------------
-
-    async def publish_flow(self, document: dict[str, Any], make_default: bool = False) -> FlowVersion:
-        """Validate, store and publish a flow document (``serve --flows``, ``chat``)."""
-        from mcp_engine.flow.validate import validate_data
-
-        flow = validate_data(document, self.registry).raise_for_errors()
-        await self.store.save_flow_version(flow.tenant_id, document)
-        published = await self.store.publish(flow.tenant_id, flow.flow_id, flow.version)
-        await self.flows.version(flow.tenant_id, flow.flow_id, flow.version)
-        if make_default:
-            tenant = await self.store.get_tenant(flow.tenant_id) or Tenant(flow.tenant_id)
-            await self.store.put_tenant(
-                Tenant(flow.tenant_id, flow.flow_id, tenant.enabled_plugins, tenant.outbound_webhook)
-            )
-        return published
 
     # --- the turn -------------------------------------------------------------------------------
 
@@ -204,11 +188,13 @@ class ExecutionService:
         before = _snapshot(context) if context else {}
         new_run = context is None or context["run"]["completed"] or (force and force != context["flow_id"])
         if new_run:
-            flow_id = force or (context["flow_id"] if context else await self._default_flow(tenant_id))
-            compiled = await self.flows.published(tenant_id, flow_id)
+            flow_id = force or (
+                context["flow_id"] if context else await self.catalogue.default_flow(tenant_id)
+            )
+            compiled = await self.catalogue.published(tenant_id, flow_id)
         else:
             assert context is not None
-            compiled = await self.flows.version(tenant_id, context["flow_id"], context["flow_version"])
+            compiled = await self.catalogue.version(tenant_id, context["flow_id"], context["flow_version"])
         if context is None:
             context = new_context(tenant_id, conversation_id, message.user_id, message.channel, compiled.flow)
         elif new_run:
@@ -247,20 +233,11 @@ class ExecutionService:
         context["updated_at"] = time.time()
         return turn, before
 
-    async def _default_flow(self, tenant_id: str) -> str:
-        tenant = await self.store.get_tenant(tenant_id)
-        if tenant is None or not tenant.default_flow:
-            raise FlowNotFound(
-                "no flow for this conversation: give hints.force_flow or set the tenant's default flow",
-                {"tenant_id": tenant_id},
-            )
-        return tenant.default_flow
-
     async def _resolve(self, tenant_id: str, reference: str) -> CompiledFlow:
         flow_id, _, version = reference.partition("@")
         if version:
-            return await self.flows.version(tenant_id, flow_id, version)
-        return await self.flows.published(tenant_id, flow_id)
+            return await self.catalogue.version(tenant_id, flow_id, version)
+        return await self.catalogue.published(tenant_id, flow_id)
 
     def _reply(self, turn: Turn, before: dict[str, Any], started: float) -> dict[str, Any]:
         messages = [m.to_dict() for m in turn.messages]

@@ -1,8 +1,8 @@
 """``/v2/flows``: create, validate, list, read, publish, delete and draw flow versions of a tenant.
 
-Documents are validated against the tenant's view of the registry on create, validate and publish, so
-a flow naming a plugin the tenant has not enabled fails when it is stored or published (ARCHITECTURE.md,
-"Plugins"), never in the middle of a conversation.
+Create, validate, publish and delete go through the engine's flow catalogue, which validates documents
+in the tenant's view of the registry: a flow naming a plugin the tenant has not enabled fails when it is
+stored or published (ARCHITECTURE.md, "Plugins"), with the problem's JSON pointer, the plugin and the tenant.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from mcp_engine.api.rest.routing import Route
 from mcp_engine.errors import FlowNotFound, PermissionDenied
 from mcp_engine.flow.graph import to_dot, to_mermaid, to_svg
 from mcp_engine.flow.validate import ValidationResult, validate_data
-from mcp_engine.registry import Registry
 from mcp_engine.store.base import FlowVersion
 
 GRAPH_MEDIA = {"mermaid": "text/plain", "dot": "text/vnd.graphviz", "svg": "image/svg+xml"}
@@ -43,11 +42,6 @@ def _summary(stored: FlowVersion) -> models.FlowVersionSummary:
 
 def _problems(result: ValidationResult) -> list[models.Problem]:
     return [models.Problem(**p.to_dict()) for p in result.problems]
-
-
-async def _registry(call: Call, tenant_id: str) -> Registry:
-    tenant = await call.engine.store.get_tenant(tenant_id)
-    return call.engine.registry.tenant_view(tenant.enabled_plugins if tenant else None)
 
 
 async def _document_tenant(call: Call, document: dict[str, Any]) -> str:
@@ -78,11 +72,7 @@ async def create_flow(call: Call) -> web.StreamResponse:
     the version exists with other content (versions are immutable); 422 lists every problem."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    result = validate_data(document, await _registry(call, tenant_id))
-    flow = result.raise_for_errors()
-    store = call.engine.store
-    existed = await store.get_flow_version(tenant_id, flow.flow_id, flow.version) is not None
-    stored = await store.save_flow_version(tenant_id, document)
+    stored, result, existed = await call.engine.catalogue.create(tenant_id, document)
     created = models.FlowCreated(**_fields(stored), document=stored.document, problems=_problems(result))
     return model_response(created, 200 if existed else 201)
 
@@ -91,7 +81,7 @@ async def validate_flow(call: Call) -> web.StreamResponse:
     """Every error and warning of the document, as the tenant would get them on create; nothing is stored."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    result = validate_data(document, await _registry(call, tenant_id))
+    result = await call.engine.catalogue.validate(tenant_id, document)
     return model_response(models.ValidationReport(valid=result.ok, problems=_problems(result)))
 
 
@@ -140,20 +130,15 @@ async def publish_version(call: Call) -> web.StreamResponse:
     """Make this version the one new conversations use (an older one: a rollback). It is validated
     again first: the tenant's enabled plugins may have changed since it was stored."""
     tenant_id = await call.tenant()
-    stored = await _version(call, tenant_id)
-    validate_data(stored.document, await _registry(call, tenant_id)).raise_for_errors()
-    published = await call.engine.store.publish(tenant_id, stored.flow_id, stored.version)
-    await call.engine.flows.version(tenant_id, stored.flow_id, stored.version)  # compile before traffic
+    published = await call.engine.catalogue.publish(tenant_id, call.path["flow_id"], call.path["version"])
     return model_response(models.FlowVersionOut(**_fields(published), document=published.document))
 
 
 async def delete_flow(call: Call) -> web.StreamResponse:
     """Delete every version of the flow; conversations already on it keep their context."""
     flow_id = call.path["flow_id"]
-    tenant = await call.tenant()
-    if not await call.engine.store.delete_flow(tenant, flow_id):
+    if not await call.engine.catalogue.delete(await call.tenant(), flow_id):
         raise FlowNotFound(f"flow '{flow_id}' not found", {"flow_id": flow_id})
-    call.engine.flows.evict(tenant, flow_id)
     return web.Response(status=204)
 
 
