@@ -117,3 +117,11 @@ def test_the_checker_allows_the_public_api_and_other_built_ins(source: str) -> N
 def test_relative_imports_resolve_from_a_package_too() -> None:
     assert violations("from ..flow import models", "mcp_engine.plugins", package=True)
     assert not violations("from .states import end", "mcp_engine.plugins", package=True)
+
+
+def test_the_re_implemented_states_import_only_the_public_api_too() -> None:
+    """tests/fake_dists/fake_statekit.py (the intent and wait states outside the package, see
+    tests/conftest.py) proves the contract only if it uses nothing else of the engine."""
+    path = ROOT / "tests" / "fake_dists" / "fake_statekit.py"
+    assert violations(path.read_text(encoding="utf-8"), "fake_statekit") == []
+    assert "mcp_engine.plugins" not in path.read_text(encoding="utf-8")

@@ -10,9 +10,8 @@ import pytest
 from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
-from mcp_engine.plugin_manager import create_plugin_manager
-from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService
+from tests.conftest import States
 from tests.turnkit import (
     TENANT,
     closed_port,
@@ -37,6 +36,14 @@ ORDER_INTENTS = {
     "order": {"examples": ["I want to order a pizza"]},
     "help": {"patterns": [r"\bhelp\b"]},
 }
+
+
+def test_the_states_under_test_are_the_builtins_or_their_re_implementation(
+    engine: ExecutionService, states: States
+) -> None:
+    for name in ("intent", "wait"):
+        provider = engine.registry.state_types.providers[name]
+        assert provider.distribution == ("mcp-engine" if states.plugin is None else "mcp-engine-statekit")
 
 
 # --- entering the initial state -----------------------------------------------------------------
@@ -395,10 +402,8 @@ class ExplodingPlugin:
         return [Explode]
 
 
-async def test_a_failing_action_is_logged_and_skipped(tmp_path: Path) -> None:
-    pm = create_plugin_manager(load_entrypoints=False)
-    pm.register(ExplodingPlugin(), name="exploding")
-    engine = await open_engine(tmp_path / "engine.db", Registry.from_plugin_manager(pm))
+async def test_a_failing_action_is_logged_and_skipped(tmp_path: Path, states: States) -> None:
+    engine = await open_engine(tmp_path / "engine.db", states.registry(ExplodingPlugin()))
     try:
         await engine.catalogue.publish_document(
             flow(

@@ -13,10 +13,9 @@ from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
 from mcp_engine.errors import ConcurrentUpdate, DeadlineExceeded
-from mcp_engine.plugin_manager import create_plugin_manager
-from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.store.base import Tenant
+from tests.conftest import States
 from tests.turnkit import (
     TENANT,
     end,
@@ -39,15 +38,12 @@ LATER = 3600.0  # seconds: "now" for fire_due_timers, well after every timer of 
 
 # --- the turn deadline --------------------------------------------------------------------------
 
-STALL = asyncio.Event()  # never set: a stalled action waits until the turn is abandoned
-
-
 class Stall(Action):
     name = "stall"
     description = "Waits for nothing, ignoring the turn's deadline (tests)."
 
     async def run(self, turn: TurnView) -> None:
-        await asyncio.wait_for(STALL.wait(), LATER)
+        await asyncio.sleep(LATER)  # until the turn is abandoned
 
 
 class StallPlugin:
@@ -56,11 +52,11 @@ class StallPlugin:
         return [Stall]
 
 
-async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(tmp_path: Path) -> None:
-    pm = create_plugin_manager(load_entrypoints=False)
-    pm.register(StallPlugin(), name="stall")
+async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(
+    tmp_path: Path, states: States
+) -> None:
     engine = await open_engine(
-        tmp_path / "engine.db", Registry.from_plugin_manager(pm), STATE_EXECUTION_TIMEOUT_MS=1500
+        tmp_path / "engine.db", states.registry(StallPlugin()), STATE_EXECUTION_TIMEOUT_MS=1500
     )
     try:
         await engine.catalogue.publish_document(
@@ -96,7 +92,7 @@ async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(t
         await engine.close()
 
 
-async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path) -> None:
+async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path, states: States) -> None:
     """The REST client never runs past the turn's deadline (ARCHITECTURE.md): a call slower than
     STATE_EXECUTION_TIMEOUT_MS ends as a ``timeout`` error the flow handles, whatever its own timeout_ms."""
     release = asyncio.Event()
@@ -107,7 +103,7 @@ async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path) -
 
     app = web.Application()
     app.router.add_get("/slow", slow)
-    engine = await open_engine(tmp_path / "engine.db", STATE_EXECUTION_TIMEOUT_MS=200)
+    engine = await open_engine(tmp_path / "engine.db", states.registry(), STATE_EXECUTION_TIMEOUT_MS=200)
     try:
         async with serve(app) as url:
             await engine.catalogue.publish_document(
@@ -197,9 +193,9 @@ def timer_flow() -> dict[str, Any]:
     )
 
 
-async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path) -> None:
-    first = await open_engine(tmp_path / "engine.db")
-    second = await open_engine(tmp_path / "engine.db")
+async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path, states: States) -> None:
+    first = await open_engine(tmp_path / "engine.db", states.registry())
+    second = await open_engine(tmp_path / "engine.db", states.registry())
     try:
         await first.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(first, "c1", "hi")
@@ -267,10 +263,10 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
     assert "timer_fired" in stored
 
 
-async def test_two_engines_on_one_file_never_lose_an_update(tmp_path: Path) -> None:
+async def test_two_engines_on_one_file_never_lose_an_update(tmp_path: Path, states: States) -> None:
     """The embedded store's locks are in-process; across engines its compare-and-set keeps the context
     right: a turn either commits or fails with ConcurrentUpdate (safe to retry), never overwrites."""
-    engines = [await open_engine(tmp_path / "engine.db") for _ in range(2)]
+    engines = [await open_engine(tmp_path / "engine.db", states.registry()) for _ in range(2)]
     try:
         await engines[0].catalogue.publish_document(counter_flow(), make_default=True)
         await talk(engines[0], "c1", "first")
