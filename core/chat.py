@@ -18,6 +18,7 @@ from typing import TextIO
 from mcp_engine.errors import EngineError, FlowValidationError
 from mcp_engine.flow.loader import read_file
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
+from mcp_engine.runtime.timers import fire_due_timers
 from mcp_engine.store.base import FlowVersion
 from mcp_engine.store.sqlite import SQLiteStore
 
@@ -78,7 +79,7 @@ async def _loop(
             print(PROMPT, end="", flush=True, file=out)
         line_task = loop.run_in_executor(None, sys.stdin.readline)
         while not line_task.done():
-            for fired in await engine.fire_due_timers():
+            for fired in await fire_due_timers(engine):
                 for message in fired["messages"]:
                     print(f"bot> {message['text']}", file=out, flush=True)
             await asyncio.wait([line_task], timeout=0.2)

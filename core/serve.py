@@ -27,6 +27,7 @@ from mcp_engine.metrics import Metrics
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
 from mcp_engine.runtime.services import EngineServices
+from mcp_engine.runtime.timers import run_timers
 from mcp_engine.store.factory import describe_store, open_store
 
 log = logging.getLogger("mcp_engine.serve")
@@ -99,7 +100,7 @@ class EngineServer:
             interceptors=[AccessInterceptor()],
         )
         await self._grpc.start()
-        self._timers = asyncio.create_task(engine.run_timers(self._stop_timers), name="timers")
+        self._timers = asyncio.create_task(run_timers(engine, self._stop_timers), name="timers")
         log.info(
             "serving REST on http://%s:%d and gRPC on %s:%d (at most %d turns in flight)",
             self.host,

@@ -24,6 +24,7 @@ import pytest
 from mcp_engine.errors import EngineError, StoreUnavailable
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.services import EngineServices
+from mcp_engine.runtime.timers import fire_due_timers
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
 from tests.production_kit import POSTGRES_URI, REDIS_URL, delete_keys, fresh_backing
@@ -276,8 +277,8 @@ async def test_a_timer_due_while_every_process_was_down_fires_once_after_restart
     finally:
         await stored.close()
     restarted = [await engines(), await engines()]
-    fired = await asyncio.gather(*(engine.fire_due_timers() for engine in restarted))
-    fired += await asyncio.gather(*(engine.fire_due_timers() for engine in restarted))
+    fired = await asyncio.gather(*(fire_due_timers(engine) for engine in restarted))
+    fired += await asyncio.gather(*(fire_due_timers(engine) for engine in restarted))
     assert [m["text"] for f in fired for t in f for m in t["messages"]] == ["Are you there?"]
     history = await restarted[1].store.history(TENANT, "c1", limit=1000)
     assert [e["type"] for e in history].count("timer_fired") == 1

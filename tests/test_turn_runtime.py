@@ -14,6 +14,7 @@ from aiohttp import web
 from mcp_engine import Action, TurnView, hookimpl
 from mcp_engine.errors import ConcurrentUpdate, DeadlineExceeded
 from mcp_engine.runtime.execution import ExecutionService
+from mcp_engine.runtime.timers import fire_due_timers
 from mcp_engine.store.base import Tenant
 from tests.conftest import States
 from tests.turnkit import (
@@ -37,6 +38,7 @@ LATER = 3600.0  # seconds: "now" for fire_due_timers, well after every timer of 
 
 
 # --- the turn deadline --------------------------------------------------------------------------
+
 
 class Stall(Action):
     name = "stall"
@@ -201,9 +203,9 @@ async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path, stat
         await talk(first, "c1", "hi")
         assert (await first.get_state(TENANT, "c1"))["current_state"] == "w"
         now = time.time() + LATER
-        fired = await asyncio.gather(first.fire_due_timers(now=now), second.fire_due_timers(now=now))
+        fired = await asyncio.gather(fire_due_timers(first, now=now), fire_due_timers(second, now=now))
         assert [m["text"] for f in fired for t in f for m in t["messages"]] == ["Are you there?"]
-        assert await first.fire_due_timers(now=now) == await second.fire_due_timers(now=now) == []
+        assert await fire_due_timers(first, now=now) == await fire_due_timers(second, now=now) == []
         state = await second.get_state(TENANT, "c1")
         assert state["current_state"] == "parked"
         types = await history_types(first, "c1")
@@ -218,13 +220,13 @@ async def test_a_timer_of_a_state_left_fires_nothing(engine: ExecutionService) -
     await talk(engine, "c1", "hi")
     [stale] = await engine.store.due_timers(time.time() + LATER)
     await talk(engine, "c1", "move")
-    assert await engine.fire_due_timers(now=time.time() + LATER) == []
+    assert await fire_due_timers(engine, now=time.time() + LATER) == []
     assert await engine.store.claim_timer(stale) is False
     assert (await engine.get_state(TENANT, "c1"))["current_state"] == "elsewhere"
 
     # back in "w": only the new visit's timer fires, once
     await talk(engine, "c1", "back")
-    fired = await engine.fire_due_timers(now=time.time() + LATER)
+    fired = await fire_due_timers(engine, now=time.time() + LATER)
     assert [t["messages"][0]["text"] for t in fired] == ["Are you there?"]
     assert await engine.store.claim_timer(stale) is False
 
@@ -234,7 +236,7 @@ async def test_a_wait_state_resumed_after_a_digression_still_times_out(engine: E
     [_, helped] = await talk(engine, "c1", "hi", "help")
     assert texts(helped) == ["help text"]
     assert helped["current_state"] == "w"
-    fired = await engine.fire_due_timers(now=time.time() + LATER)
+    fired = await fire_due_timers(engine, now=time.time() + LATER)
     assert [t["messages"][0]["text"] for t in fired] == ["Are you there?"]
 
 
@@ -251,7 +253,7 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
         await engine.store.put_tenant(Tenant(TENANT, outbound_webhook=f"{url}/hook"))
         await engine.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(engine, "c1", "hi")
-        await engine.fire_due_timers(now=time.time() + LATER)
+        await fire_due_timers(engine, now=time.time() + LATER)
         await engine.sinks.drain()
     assert len(received) == 1
     assert received[0]["tenant_id"] == TENANT

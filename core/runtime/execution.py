@@ -9,7 +9,6 @@ waiting -> reply.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -268,31 +267,12 @@ class ExecutionService:
         async with self.store.lock(tenant_id, conversation_id, timeout):
             return await self.store.reset(tenant_id, conversation_id)
 
-    # --- timers ---------------------------------------------------------------------------------
+    # --- timers -------------------------------------------------------------------------------
 
-    async def fire_due_timers(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Fire every due timer this engine can claim (each fires once across engines on one store);
-        returns what each fired timer sent: ``{"tenant_id", "conversation_id", "messages"}``."""
-        fired: list[dict[str, Any]] = []
-        for timer in await self.store.due_timers(time.time() if now is None else now):
-            if not await self.store.claim_timer(timer):
-                continue
-            try:
-                messages = await self._fire(timer)
-            except EngineError as exc:
-                log.warning("timer of %s not fired: %s", timer.conversation_id, exc.message)
-                continue
-            if messages is not None:
-                fired.append(
-                    {
-                        "tenant_id": timer.tenant_id,
-                        "conversation_id": timer.conversation_id,
-                        "messages": messages,
-                    }
-                )
-        return fired
-
-    async def _fire(self, timer: Timer) -> list[dict[str, Any]] | None:
+    async def fire_timer(self, timer: Timer) -> list[dict[str, Any]] | None:
+        """A server-side timeout's turn (the loop is ``mcp_engine.runtime.timers``): deliver the ``timeout``
+        event to the state that armed ``timer``, if the conversation is still in that wait; what it sent,
+        also handed to the tenant's outbound webhook, or None when the timer was stale."""
         timeout = self.settings.context_lock_timeout_ms / 1000
         async with self.store.begin_turn(timer.tenant_id, timer.conversation_id, None, timeout) as start:
             conversation = start.conversation
@@ -316,17 +296,6 @@ class ExecutionService:
             self.metrics.observe_turn(turn.context["flow_id"], turn.events, None)
         await self.sinks.deliver_outbound(timer.tenant_id, timer.conversation_id, messages)
         return messages
-
-    async def run_timers(self, stop: asyncio.Event) -> None:
-        """Poll for due timers until ``stop`` is set (one loop per engine process)."""
-        interval = self.settings.timer_poll_ms / 1000
-        while not stop.is_set():
-            try:
-                await self.fire_due_timers()
-            except Exception:  # the loop must outlive a store hiccup
-                log.exception("timer loop")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
 
 
 def _write(
