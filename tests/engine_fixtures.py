@@ -2,7 +2,8 @@
 
 ``example_flow(name)`` gives a fresh copy of an example document (to change before publishing);
 ``open_engine`` publishes every example flow (or the given documents) for tenant "demo", none of them
-the tenant's default; ``Conversation`` sends messages and keeps the replies.
+the tenant's default; ``rest_client`` serves an engine's REST app to aiohttp's test client;
+``Conversation`` sends messages and keeps the replies.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from mcp_engine.api.rest.app import create_app
+from mcp_engine.auth import Authenticator, AuthMode
 from mcp_engine.config import EngineSettings
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
+from mcp_engine.runtime.limits import Limiter
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.sqlite import SQLiteStore
 
@@ -72,6 +78,20 @@ async def open_engine(
         yield engine
     finally:
         await engine.close()
+
+
+@asynccontextmanager
+async def rest_client(
+    engine: ExecutionService,
+    mode: AuthMode = "off",
+    limiter: Limiter | None = None,
+    admin_key: str | None = None,
+    **options: Any,
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """The real REST app over ``engine`` with the real ``Authenticator`` in ``mode``, on 127.0.0.1."""
+    app = create_app(engine, Authenticator(engine.store, mode, admin_key), limiter or Limiter(8), **options)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
 
 
 def texts(reply: Mapping[str, Any]) -> list[str]:

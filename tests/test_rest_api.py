@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from mcp_engine.api.rest.app import ROUTES, create_app
+from mcp_engine.api.rest.app import ROUTES
 from mcp_engine.api.rest.models import MessageReply
-from mcp_engine.auth import Authenticator
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
-from tests.engine_fixtures import example_flow, open_engine
+from tests.engine_fixtures import example_flow, open_engine, rest_client
 
 DEMO = {"X-Tenant-ID": "demo"}
 ADMIN_KEY = "admin-secret-key"
@@ -29,14 +27,8 @@ async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
         yield engine
 
 
-@asynccontextmanager
-async def client_for(
-    engine: ExecutionService, mode: str = "off", limiter: Limiter | None = None, **options: Any
-) -> AsyncIterator[TestClient[Any, Any]]:
-    auth = Authenticator(engine.store, mode, ADMIN_KEY)  # type: ignore[arg-type]
-    app = create_app(engine, auth, limiter or Limiter(8), **options)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
+def client_for(engine: ExecutionService, mode: str = "off", **options: Any) -> Any:
+    return rest_client(engine, mode, admin_key=ADMIN_KEY, **options)
 
 
 @pytest.fixture

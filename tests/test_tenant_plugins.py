@@ -13,17 +13,15 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.api.grpc.server import create_server
-from mcp_engine.api.rest.app import create_app
 from mcp_engine.auth import Authenticator
 from mcp_engine.errors import PluginNotEnabled
 from mcp_engine.runtime import catalogue
@@ -31,7 +29,7 @@ from mcp_engine.runtime.execution import ExecutionService, Hints
 from mcp_engine.runtime.limits import Limiter
 from mcp_engine.serve import load_flows
 from mcp_engine.store.base import Tenant
-from tests.engine_fixtures import example_flow, open_engine
+from tests.engine_fixtures import example_flow, open_engine, rest_client
 from tests.plugin_kit import Install
 from tests.turnkit import TENANT, flow, msg, on, response
 
@@ -62,16 +60,9 @@ async def engine(install: Install, tmp_path: Path) -> AsyncIterator[ExecutionSer
         yield service
 
 
-@asynccontextmanager
-async def rest(engine: ExecutionService) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(engine, Authenticator(engine.store, "off", None), Limiter(8))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
-
-
 @pytest.fixture
 async def client(engine: ExecutionService) -> AsyncIterator[TestClient[Any, Any]]:
-    async with rest(engine) as found:
+    async with rest_client(engine) as found:
         yield found
 
 
