@@ -266,7 +266,7 @@ async def test_put_tenant_refuses_names_that_are_no_installed_plugin(client: Tes
     error = (await refused.json())["error"]
     assert error["code"] == "invalid_argument"
     assert error["message"] == (
-        "enabled_plugins: 'carousell', 'nope' is not an installed plugin or distribution "
+        "enabled_plugins names no installed plugin or distribution: 'carousell', 'nope' "
         "(installed: broken, carousel)"
     )
     assert [e["loc"] for e in error["details"]["errors"]] == [

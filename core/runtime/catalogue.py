@@ -79,10 +79,10 @@ class FlowCatalogue:
         providers = [*self.registry.providers(), *(entry.provider for entry in self.registry.skipped)]
         unknown = [(i, name) for i, name in enumerate(names) if not any(named(name, p) for p in providers)]
         if unknown:
-            installed = sorted({p.plugin for p in providers if not p.builtin})
+            installed = ", ".join(sorted({p.plugin for p in providers if not p.builtin})) or "none"
             raise InvalidInput(
-                f"enabled_plugins: {', '.join(repr(name) for _, name in unknown)} is not an installed plugin "
-                f"or distribution (installed: {', '.join(installed) or 'only the built-ins'})",
+                "enabled_plugins names no installed plugin or distribution: "
+                f"{', '.join(repr(name) for _, name in unknown)} (installed: {installed})",
                 {
                     "errors": [
                         {"loc": ["body", "enabled_plugins", i], "msg": "not installed", "type": "plugin"}
