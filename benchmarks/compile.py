@@ -5,7 +5,7 @@ from __future__ import annotations
 from benchmarks.generated import generated_flow
 from benchmarks.report import Section, Stats, Target, repeat
 from mcp_engine.flow.validate import validate_data
-from mcp_engine.plugin_manager import default_registry
+from mcp_engine.registry import default_registry
 from mcp_engine.rulesets.compile import compile_flow
 
 SIZES = (10, 100, 1_000, 5_000)

@@ -80,7 +80,7 @@ async def pizza_turns(store: Store, conversations: int, in_flight: int) -> Run:
     await engine.start()
     try:
         document = json.loads((ROOT / "examples" / "flows" / "pizza.json").read_text())
-        await engine.publish_flow(document, make_default=True)
+        await engine.catalogue.publish_document(document, make_default=True)
 
         async def turn(n: int, text: str) -> None:
             await engine.process_message("demo", f"c{n}", InboundMessage(text=text, user_id=f"u{n}"))

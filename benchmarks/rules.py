@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks.generated import generated_flow
 from benchmarks.report import Section, Target
 from mcp_engine.flow.models import Flow
-from mcp_engine.plugin_manager import default_registry
+from mcp_engine.registry import default_registry
 from mcp_engine.rulesets import BACKENDS, Evaluator, Facts, Phase, StateRuleset, compile_flow, get_backend
 
 TARGET_RATIO = 4.0

@@ -45,7 +45,7 @@ CONVERSATIONS = 10  # conversations timed per measurement
 async def _engine(path: str, store: Store | None = None) -> ExecutionService:
     engine = ExecutionService(store or SQLiteStore(path))
     await engine.start()
-    await engine.publish_flow(PIZZA, make_default=True)
+    await engine.catalogue.publish_document(PIZZA, make_default=True)
     return engine
 
 
@@ -101,12 +101,12 @@ def _rss_bytes() -> int:
 def _rss_per_flow(flows: int) -> tuple[float, float]:
     """(MB for ``flows`` compiled flows, KB per flow)."""
     from mcp_engine.flow.validate import validate_data
-    from mcp_engine.plugin_manager import default_registry
+    from mcp_engine.registry import default_registry
     from mcp_engine.rulesets import get_backend
     from mcp_engine.runtime.compiled import compile_flow
-    from mcp_engine.runtime.services import Services
+    from mcp_engine.runtime.services import EngineServices
 
-    registry, services = default_registry(), Services()
+    registry, services = default_registry(), EngineServices()
     backend = get_backend("python")
     warm = compile_flow(validate_data(PIZZA, registry).raise_for_errors(), registry, backend, services)
     gc.collect()

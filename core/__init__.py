@@ -1,66 +1,12 @@
 """core/ is the import package ``mcp_engine`` (mapped by ``package_dir`` in setup.cfg).
 
-The names below are the public API for plugin authors: a plugin imports only from here.
+The names below are the public API for plugin authors, and a plugin imports only from here: they are
+exactly the plugin contract, ``mcp_engine.contract`` (its ``__all__``), where each is defined or chosen.
 """
 
-from mcp_engine.errors import EngineError, FlowValidationError
-from mcp_engine.flow.models import ERROR_KINDS, FLOW_ID_PATTERN, Integration, RetryPolicy
-from mcp_engine.flow.problems import Problem, Severity
-from mcp_engine.hookspecs import hookimpl
-from mcp_engine.kinds import (
-    Action,
-    ConditionType,
-    EventSink,
-    IntegrationClient,
-    IntentClassifier,
-    Reference,
-    RuleKind,
-    StateType,
-)
-from mcp_engine.rulesets.context import RuleContext
-from mcp_engine.runtime.services import Services
-from mcp_engine.runtime.view import (
-    ExtractContext,
-    FlowAssets,
-    Found,
-    IntegrationRequest,
-    IntegrationResult,
-    IntentScore,
-    OutboundMessage,
-    Template,
-    TurnView,
-)
+from mcp_engine.contract import *  # noqa: F403  (the contract is the whole public API)
+from mcp_engine.contract import __all__ as _contract
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ERROR_KINDS",
-    "FLOW_ID_PATTERN",
-    "Action",
-    "ConditionType",
-    "EngineError",
-    "EventSink",
-    "ExtractContext",
-    "FlowAssets",
-    "FlowValidationError",
-    "Found",
-    "Integration",
-    "IntegrationClient",
-    "IntegrationRequest",
-    "IntegrationResult",
-    "IntentClassifier",
-    "IntentScore",
-    "OutboundMessage",
-    "Problem",
-    "Reference",
-    "RetryPolicy",
-    "RuleContext",
-    "RuleKind",
-    "Services",
-    "Severity",
-    "StateType",
-    "Template",
-    "TurnView",
-    "__version__",
-    "hookimpl",
-]
+__all__ = [*_contract, "__version__"]

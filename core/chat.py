@@ -1,7 +1,8 @@
 """``mcp-engine chat FLOW``: a conversation in the terminal, scriptable through stdin.
 
 The flow's folder is loaded too (sub-flows of the same tenant), on a throwaway SQLite store unless
-``--db`` names one. Timers fire while the chat waits for input.
+``--db`` names one; every flow goes through the engine's catalogue, like one uploaded over REST. Timers
+fire while the chat waits for input.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from mcp_engine.errors import EngineError
-from mcp_engine.flow.validate import validate_file
+from mcp_engine.errors import EngineError, FlowValidationError
+from mcp_engine.flow.loader import read_file
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
+from mcp_engine.runtime.timers import fire_due_timers
+from mcp_engine.store.base import FlowVersion
 from mcp_engine.store.sqlite import SQLiteStore
 
 PROMPT = "you> "
@@ -24,38 +27,44 @@ PROMPT = "you> "
 
 async def chat(flow_path: Path, db: Path | None, debug: bool, channel: str, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    result = validate_file(flow_path)
-    if result.flow is None or not result.ok:
-        for problem in result.problems:
-            print(problem.render(result.source), file=sys.stderr)
-        return 1
-    flow = result.flow
     with tempfile.TemporaryDirectory() as scratch:
         store = SQLiteStore(str(db or Path(scratch) / "chat.db"))
         engine = ExecutionService(store)
         await engine.start()
         try:
+            flow = await _publish(engine, flow_path, make_default=True)
+            if flow is None:
+                return 1
             for sibling in sorted(flow_path.parent.glob("*.json")):
-                other = validate_file(sibling)
-                if (
-                    sibling != flow_path
-                    and other.ok
-                    and other.flow
-                    and other.flow.tenant_id == flow.tenant_id
-                ):
-                    await engine.publish_flow(_document(sibling))
-            await engine.publish_flow(_document(flow_path), make_default=True)
+                if sibling != flow_path:
+                    await _publish(engine, sibling, tenant_id=flow.tenant_id)
             return await _loop(engine, flow.tenant_id, flow.flow_id, debug, channel, out)
         finally:
             await engine.close()
 
 
-def _document(path: Path) -> dict[str, Any]:
-    import yaml
-
-    text = path.read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    return data
+async def _publish(
+    engine: ExecutionService, path: Path, make_default: bool = False, tenant_id: str | None = None
+) -> FlowVersion | None:
+    """Publish the flow at ``path`` through the engine's catalogue (so in its tenant's view of the
+    plugins). The chat's own flow prints its problems; a sibling (``tenant_id`` given) of another tenant,
+    or one that does not validate, is left out silently."""
+    source, problem = read_file(path)
+    if source is None:
+        if tenant_id is None and problem is not None:
+            print(problem.render(str(path)), file=sys.stderr)
+        return None
+    if tenant_id is not None and (
+        not isinstance(source.data, dict) or source.data.get("tenant_id") != tenant_id
+    ):
+        return None
+    try:
+        return await engine.catalogue.publish_document(source.data, make_default, source)
+    except FlowValidationError as exc:
+        if tenant_id is None:
+            for found in exc.problems:
+                print(found.render(str(path)), file=sys.stderr)
+        return None
 
 
 async def _loop(
@@ -70,7 +79,7 @@ async def _loop(
             print(PROMPT, end="", flush=True, file=out)
         line_task = loop.run_in_executor(None, sys.stdin.readline)
         while not line_task.done():
-            for fired in await engine.fire_due_timers():
+            for fired in await fire_due_timers(engine):
                 for message in fired["messages"]:
                     print(f"bot> {message['text']}", file=out, flush=True)
             await asyncio.wait([line_task], timeout=0.2)

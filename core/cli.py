@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from mcp_engine.flow.validate import ValidationResult, validate_file
-from mcp_engine.plugin_manager import default_registry
+from mcp_engine.registry import default_registry
 
 if TYPE_CHECKING:
     from mcp_engine.auth import Authenticator
@@ -63,14 +63,15 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
     """Draw a flow's states and transitions as Mermaid, Graphviz DOT or SVG."""
     from mcp_engine.flow import graph as draw
 
-    result = validate_file(file, default_registry())
+    registry = default_registry()
+    result = validate_file(file, registry)
     if result.flow is None:
         for problem in result.problems:
             click.echo(problem.render(result.source), err=True)
         sys.exit(1)
     render = {"mermaid": draw.to_mermaid, "dot": draw.to_dot, "svg": draw.to_svg}[fmt]
     try:
-        text = render(result.flow)
+        text = render(result.flow, registry)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     if output:
@@ -88,19 +89,36 @@ def schema() -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
 def plugins(as_json: bool) -> None:
-    """List every plugin kind, name and providing distribution (honours MCP_ENGINE_LOAD_PLUGINS)."""
-    rows = default_registry().describe()
+    """List every plugin kind, name and providing distribution, then the installed plugins that were
+    skipped and why (a broken or clashing one); honours MCP_ENGINE_LOAD_PLUGINS."""
+    registry = default_registry()
+    rows = registry.describe()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        skipped = [entry.to_dict() for entry in registry.skipped]
+        click.echo(json.dumps({"plugins": rows, "skipped": skipped}, indent=2))
         return
-    table = [("KIND", "NAME", "PROVIDER")] + [
-        (row["kind"], row["name"], f"{row['provider']} {row['version']}") for row in rows
-    ]
-    widths = [max(len(line[column]) for line in table) for column in range(2)]
-    for kind, name, provider in table:
-        click.echo(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {provider}")
+    _table(
+        [("KIND", "NAME", "PROVIDER")]
+        + [(row["kind"], row["name"], f"{row['provider']} {row['version']}") for row in rows]
+    )
+    if registry.skipped:
+        click.echo()
+        _table(
+            [("SKIPPED", "PROVIDER", "REASON")]
+            + [
+                (s.provider.plugin, f"{s.provider.distribution} {s.provider.version}", s.reason)
+                for s in registry.skipped
+            ]
+        )
+
+
+def _table(rows: list[tuple[str, str, str]]) -> None:
+    """Left-aligned columns; the last one is not padded."""
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    for first, second, last in rows:
+        click.echo(f"{first:<{widths[0]}}  {second:<{widths[1]}}  {last}")
 
 
 @main.command()

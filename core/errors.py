@@ -132,6 +132,16 @@ class StoreUnavailable(EngineError):
     grpc_status = "UNAVAILABLE"
 
 
+class PluginNotEnabled(EngineError):
+    """A flow uses a plugin its tenant has not enabled (disabled after the flow was published): the turn
+    is refused and nothing of it is written; enabling the plugin, or publishing a version without it,
+    lets the conversation go on."""
+
+    code = "plugin_not_enabled"
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class PluginClash(EngineError):
     """Two providers registered the same name for one plugin kind."""
 

@@ -1,15 +1,16 @@
 """Every hook of the engine, documented. One hook per plugin kind; each returns classes.
 
 The host calls these hooks once at start and builds a registry from the answers
-(``mcp_engine.plugin_manager``); the per-turn path never calls ``pm.hook``. Built-in plugins use
+(``mcp_engine.registry``); the per-turn path never calls ``pm.hook``. Built-in plugins use
 these same hooks, so a third-party plugin can do anything a built-in does. A plugin imports only
 from the package root::
 
     from mcp_engine import StateType, hookimpl
 
-Each returned class sets a ``name`` unique within its kind (a name provided twice stops the start,
-naming both distributions) and a pydantic ``Config`` (``extra="forbid"``); the flow JSON Schema is
-generated from what the hooks return, so a plugin's configuration is validated like a built-in's.
+Each returned class subclasses its kind's base class of ``mcp_engine.contract`` and sets a ``name``
+unique within its kind (a third-party plugin reusing a name is skipped, naming both distributions) and a
+pydantic ``Config`` (``extra="forbid"``); the flow JSON Schema is generated from what the hooks return,
+so a plugin's configuration is validated like a built-in's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from mcp_engine.kinds import (
+    from mcp_engine.contract import (
         Action,
         ConditionType,
         EventSink,

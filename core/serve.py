@@ -19,15 +19,15 @@ from aiohttp import web
 
 from mcp_engine.auth import Authenticator
 from mcp_engine.config import EngineSettings
-from mcp_engine.errors import EngineError
+from mcp_engine.errors import EngineError, FlowValidationError
 from mcp_engine.flow.loader import read_file
-from mcp_engine.flow.validate import validate_data
+from mcp_engine.flow.problems import Problem
 from mcp_engine.logs import AccessInterceptor, access_middleware
 from mcp_engine.metrics import Metrics
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
-from mcp_engine.runtime.services import Services
-from mcp_engine.store.base import Tenant
+from mcp_engine.runtime.services import EngineServices
+from mcp_engine.runtime.timers import run_timers
 from mcp_engine.store.factory import describe_store, open_store
 
 log = logging.getLogger("mcp_engine.serve")
@@ -48,7 +48,7 @@ class EngineServer:
         host: str = "127.0.0.1",
         flows_dir: Path | None = None,
         default_flow: str | None = None,
-        services: Services | None = None,
+        services: EngineServices | None = None,
         grace_s: float = GRACE_S,
     ) -> None:
         self.settings = settings
@@ -104,7 +104,7 @@ class EngineServer:
             interceptors=[AccessInterceptor()],
         )
         await self._grpc.start()
-        self._timers = asyncio.create_task(engine.run_timers(self._stop_timers), name="timers")
+        self._timers = asyncio.create_task(run_timers(engine, self._stop_timers), name="timers")
         if settings.enable_visual_designer:
             log.info("playground: http://%s:%d/playground", self.host, self.http_port)
         log.info(
@@ -177,40 +177,44 @@ async def load_flows(engine: ExecutionService, folder: Path, default_flow: str |
     by_tenant: dict[str, list[str]] = defaultdict(list)
     for path in sorted(p for p in folder.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file()):
         source, problem = read_file(path)
-        result = validate_data(source.data, engine.registry, source) if source is not None else None
-        if result is None or result.flow is None or not result.ok:
-            problems = result.errors if result is not None else [problem] if problem else []
-            log.error("flow %s skipped: %d error(s)", path, len(problems))
-            for found in problems:
-                log.error("  %s", found.render(str(path)))
+        if source is None:
+            _skipped(path, [problem] if problem else [])
             continue
-        assert source is not None
         try:
-            await engine.publish_flow(source.data)
+            stored = await engine.catalogue.publish_document(source.data, source=source)
+        except FlowValidationError as exc:
+            _skipped(path, exc.problems)
+            continue
         except EngineError as exc:  # e.g. the stored version has other content (VersionExists)
             log.error("flow %s skipped: %s", path, exc.message)
             continue
-        flow = result.flow
-        published.append(f"{flow.tenant_id}/{flow.flow_id}@{flow.version}")
-        by_tenant[flow.tenant_id].append(flow.flow_id)
+        published.append(f"{stored.tenant_id}/{stored.flow_id}@{stored.version}")
+        by_tenant[stored.tenant_id].append(stored.flow_id)
     for tenant_id, flow_ids in by_tenant.items():
         await _set_default(engine, tenant_id, flow_ids, default_flow)
     log.info("flows: %d published from %s: %s", len(published), folder, ", ".join(published) or "none")
     return published
 
 
+def _skipped(path: Path, problems: list[Problem]) -> None:
+    errors = [p for p in problems if p.severity == "error"]
+    log.error("flow %s skipped: %d error(s)", path, len(errors))
+    for found in errors:
+        log.error("  %s", found.render(str(path)))
+
+
 async def _set_default(
     engine: ExecutionService, tenant_id: str, flow_ids: list[str], wanted: str | None
 ) -> None:
-    tenant = await engine.store.get_tenant(tenant_id) or Tenant(tenant_id)
+    tenant = await engine.store.get_tenant(tenant_id)
     if wanted is not None and wanted in flow_ids:
         choice = wanted
-    elif tenant.default_flow:
+    elif tenant is not None and tenant.default_flow:
         log.info("tenant %s keeps its default flow %s", tenant_id, tenant.default_flow)
         return
     else:
         choice = flow_ids[0]
-    await engine.store.put_tenant(Tenant(tenant_id, choice, tenant.enabled_plugins, tenant.outbound_webhook))
+    await engine.catalogue.set_default_flow(tenant_id, choice)
     log.info("tenant %s: default flow %s", tenant_id, choice)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from mcp_engine.rulesets.compile import compile_flow, compile_state
-from mcp_engine.rulesets.context import RuleContext
+from mcp_engine.rulesets.context import TransitionContext
 from mcp_engine.rulesets.python import PythonBackend
 from mcp_engine.rulesets.ruleset import Backend, Evaluator, Facts, Phase, Rule, StateRuleset
 from mcp_engine.rulesets.vocab import Condition, RulesetError
@@ -41,9 +41,9 @@ __all__ = [
     "Facts",
     "Phase",
     "Rule",
-    "RuleContext",
     "RulesetError",
     "StateRuleset",
+    "TransitionContext",
     "compile_flow",
     "compile_state",
     "get_backend",

@@ -10,11 +10,11 @@ after a state is entered (phase ``entry``) only automatic rules can fire.
 
 from __future__ import annotations
 
+from mcp_engine.contract import ConditionType, StateType
 from mcp_engine.flow.gc_pause import paused_gc
-from mcp_engine.flow.models import Flow, Transition
-from mcp_engine.kinds import ConditionType
-from mcp_engine.plugin_manager import Registry
-from mcp_engine.rulesets.context import FactPlan, RuleContext
+from mcp_engine.flow.models import Flow, State, Transition
+from mcp_engine.registry import Registry
+from mcp_engine.rulesets.context import FactPlan, TransitionContext
 from mcp_engine.rulesets.ruleset import Rule, StateRuleset
 from mcp_engine.rulesets.vocab import FALSE, PHASE, TRUE, Condition, RulesetError, conjuncts, normalize
 
@@ -27,22 +27,36 @@ def compile_flow(flow: Flow, registry: Registry) -> dict[str, StateRuleset]:
         return {name: compile_state(flow, name, registry) for name in flow.states}
 
 
-def compile_state(flow: Flow, state_name: str, registry: Registry) -> StateRuleset:
-    """The ruleset of one state; a transition whose condition can never hold gets no rule."""
+def compile_state(
+    flow: Flow, state_name: str, registry: Registry, plugin: StateType | None = None
+) -> StateRuleset:
+    """The ruleset of one state; a transition whose condition can never hold gets no rule.
+
+    ``plugin`` is the state's ``StateType`` instance (made here from its configuration when not given):
+    conditions read compile-time constants of the state through it, such as its threshold.
+    """
     state = flow.states[state_name]
+    plugin = plugin or _state_type(registry, state_name, state)
     plan = FactPlan()
     order = sorted(range(len(state.transitions)), key=lambda i: (state.transitions[i].priority, i))
     rules: list[Rule] = []
     for pri, index in enumerate(order):
         transition = state.transitions[index]
         condition_type = _condition_type(registry, state_name, index, transition)
-        ctx = RuleContext(flow, state_name, state, transition, condition_type.kind, plan)
+        ctx = TransitionContext(flow, state_name, state, transition, condition_type.kind, plan, plugin)
         condition = _condition(condition_type, transition, ctx)
         if condition == FALSE:
             continue
         terms = [TRUE, *([INPUT_PHASE] if condition_type.kind == "input" else []), *conjuncts(condition)]
         rules.append(Rule(f"t{index}", pri, index, condition_type.kind, {"$and": terms}))
     return StateRuleset(state_name, tuple(rules), tuple(plan.fields.values()), tuple(plan.predicates))
+
+
+def _state_type(registry: Registry, name: str, state: State) -> StateType:
+    cls = registry.state_types.get(state.type)
+    if cls is None:
+        raise RulesetError(f"state '{name}': unknown state type '{state.type}'", {"state": name})
+    return cls(name, cls.Config.model_validate(state.config))
 
 
 def _condition_type(
@@ -58,7 +72,9 @@ def _condition_type(
     return condition_type
 
 
-def _condition(condition_type: type[ConditionType], transition: Transition, ctx: RuleContext) -> Condition:
+def _condition(
+    condition_type: type[ConditionType], transition: Transition, ctx: TransitionContext
+) -> Condition:
     value = transition.condition_value
     try:
         vocabulary = condition_type.rule(value, ctx)

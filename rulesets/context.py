@@ -1,4 +1,4 @@
-"""What a condition type sees while its transition compiles (``ConditionType.rule(value, ctx)``).
+"""What a condition type sees while its transition compiles: the ``RuleContext`` of ``ConditionType.rule``.
 
 The context names the facts a rule may test beyond the engine's own: typed fields read from the
 expression namespace, and Python-evaluated conditions. A state's transitions share one ``FactPlan``, so
@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mcp_engine.contract import ConditionKind, StateType
 from mcp_engine.expressions.evaluate import compile_expression
 from mcp_engine.expressions.nodes import Attr, Index, Name, Node
 from mcp_engine.flow.models import Flow, State, Transition
-from mcp_engine.kinds import ConditionKind
 from mcp_engine.rulesets.pushdown import expression_condition
 from mcp_engine.rulesets.ruleset import Category, Field, Predicate, Reader
 from mcp_engine.rulesets.vocab import FALSE, TRUE
@@ -59,8 +59,9 @@ class FactPlan:
 
 
 @dataclass(frozen=True)
-class RuleContext:
-    """The flow, state and transition being compiled, and the means to name facts for its rule."""
+class TransitionContext:
+    """The ``RuleContext`` of one transition: the flow, state and transition being compiled, and the means
+    to name facts for its rule."""
 
     ALWAYS: ClassVar[dict[str, Any]] = TRUE
     NEVER: ClassVar[dict[str, Any]] = FALSE  # a transition whose rule is NEVER gets no rule at all
@@ -71,18 +72,17 @@ class RuleContext:
     transition: Transition
     kind: ConditionKind
     plan: FactPlan
+    plugin: StateType
 
     @property
     def confidence_threshold(self) -> float:
-        """The state's ``config.confidence_threshold`` if set, else the flow's: a compile-time constant."""
-        own = self.state.config.get("confidence_threshold")
-        return float(own) if isinstance(own, int | float) else self.flow.settings.confidence_threshold
+        """The threshold of the state's classification if it sets one, else the flow's."""
+        own = self.plugin.classification(self.flow).threshold
+        return self.flow.settings.confidence_threshold if own is None else own
 
     @property
     def required_slots(self) -> tuple[str, ...]:
-        """The slots this state requires (a slot_filling state), else none."""
-        slots = self.state.config.get("required_slots") if self.state.type == "slot_filling" else None
-        return tuple(s for s in slots if isinstance(s, str)) if isinstance(slots, list) else ()
+        return self.plugin.required_slots()
 
     def field(self, path: tuple[str | int, ...], category: Category) -> str:
         """The fact key holding the value at ``path`` (e.g. ``("slots", "size")``) when it is of ``category``.

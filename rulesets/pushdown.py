@@ -33,7 +33,7 @@ from mcp_engine.rulesets.vocab import (
 )
 
 if TYPE_CHECKING:
-    from mcp_engine.rulesets.context import RuleContext
+    from mcp_engine.contract import RuleContext
 
 _FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _COMPLEMENT = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from mcp_engine.kinds import ConditionKind
+from mcp_engine.contract import ConditionKind, FieldCategory
 from mcp_engine.rulesets.vocab import INT_LIMIT, Condition
 
 Facts = dict[str, Any]
-Category = Literal["num", "str", "bool", "any"]
+Category = FieldCategory
 Phase = Literal["input", "entry"]
 Reader = Callable[[Mapping[str, Any]], Any]
 EMPTY: Mapping[str, Any] = {}

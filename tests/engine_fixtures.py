@@ -2,7 +2,8 @@
 
 ``example_flow(name)`` gives a fresh copy of an example document (to change before publishing);
 ``open_engine`` publishes every example flow (or the given documents) for tenant "demo", none of them
-the tenant's default; ``Conversation`` sends messages and keeps the replies.
+the tenant's default; ``rest_client`` serves an engine's REST app to aiohttp's test client;
+``Conversation`` sends messages and keeps the replies.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from mcp_engine.api.rest.app import create_app
+from mcp_engine.auth import Authenticator, AuthMode
 from mcp_engine.config import EngineSettings
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.limits import Limiter
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.sqlite import SQLiteStore
 
 TENANT = "demo"
@@ -59,17 +65,33 @@ async def open_engine(
     ``documents`` replaces example flows by name (e.g. a bank flow pointing at a test server).
     """
     engine = ExecutionService(
-        SQLiteStore(str(db_path)), settings=settings or engine_settings(), services=Services(env=env or {})
+        SQLiteStore(str(db_path)),
+        settings=settings or engine_settings(),
+        services=EngineServices(env=env or {}),
     )
     await engine.start()
     try:
         if publish:
             for name in EXAMPLE_FLOWS:
                 document = (documents or {}).get(name) or example_flow(name)
-                await engine.publish_flow(copy.deepcopy(document))
+                await engine.catalogue.publish_document(copy.deepcopy(document))
         yield engine
     finally:
         await engine.close()
+
+
+@asynccontextmanager
+async def rest_client(
+    engine: ExecutionService,
+    mode: AuthMode = "off",
+    limiter: Limiter | None = None,
+    admin_key: str | None = None,
+    **options: Any,
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """The real REST app over ``engine`` with the real ``Authenticator`` in ``mode``, on 127.0.0.1."""
+    app = create_app(engine, Authenticator(engine.store, mode, admin_key), limiter or Limiter(8), **options)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
 
 
 def texts(reply: Mapping[str, Any]) -> list[str]:

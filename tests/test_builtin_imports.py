@@ -1,7 +1,7 @@
 """Built-in plugins use only the public API: ``from mcp_engine import <name in __all__>``.
 
 Built-ins are the model third-party authors copy, so they must not reach into modules like
-``mcp_engine.flow.models`` or ``mcp_engine.runtime.view``: whatever a plugin needs is exported from the
+``mcp_engine.flow.models`` or ``mcp_engine.contract``: whatever a plugin needs is exported from the
 package root, where it stays stable. Importing another built-in (``mcp_engine.plugins...``) is allowed.
 """
 
@@ -82,14 +82,14 @@ STATES = "mcp_engine.plugins.states.end"
     "source",
     [
         "from mcp_engine.flow.models import Flow",
-        "from mcp_engine.runtime.view import TurnView",
-        "import mcp_engine.runtime.view",
+        "from mcp_engine.contract import TurnView",
+        "import mcp_engine.contract",
         "import mcp_engine",
-        "from mcp_engine import kinds",
+        "from mcp_engine import contract",
         "from mcp_engine import *",
         "from ...flow import models",
-        "from ... import kinds",
-        "if TYPE_CHECKING:\n    from mcp_engine.runtime.view import TurnView",
+        "from ... import contract",
+        "if TYPE_CHECKING:\n    from mcp_engine.contract import TurnView",
         "def f():\n    from mcp_engine.flow.models import Flow",
     ],
 )
@@ -117,3 +117,11 @@ def test_the_checker_allows_the_public_api_and_other_built_ins(source: str) -> N
 def test_relative_imports_resolve_from_a_package_too() -> None:
     assert violations("from ..flow import models", "mcp_engine.plugins", package=True)
     assert not violations("from .states import end", "mcp_engine.plugins", package=True)
+
+
+def test_the_re_implemented_states_import_only_the_public_api_too() -> None:
+    """tests/fake_dists/fake_statekit.py (the intent and wait states outside the package, see
+    tests/conftest.py) proves the contract only if it uses nothing else of the engine."""
+    path = ROOT / "tests" / "fake_dists" / "fake_statekit.py"
+    assert violations(path.read_text(encoding="utf-8"), "fake_statekit") == []
+    assert "mcp_engine.plugins" not in path.read_text(encoding="utf-8")

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mcp_engine.errors import EngineError, FlowNotFound, InvalidInput
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
+from mcp_engine.runtime.timers import fire_due_timers
 from tests.engine_fixtures import (
     TENANT,
     Conversation,
@@ -523,8 +524,8 @@ async def reach_wait_state(chat: Conversation) -> dict[str, Any]:
 async def test_support_wait_times_out_server_side(engine: ExecutionService) -> None:
     chat = Conversation(engine, "support-timer", "support")
     await reach_wait_state(chat)
-    assert await engine.fire_due_timers(now=time.time() + 60) == []  # not due yet (two minutes)
-    fired = await engine.fire_due_timers(now=time.time() + 3600)
+    assert await fire_due_timers(engine, now=time.time() + 60) == []  # not due yet (two minutes)
+    fired = await fire_due_timers(engine, now=time.time() + 3600)
     assert fired == [
         {
             "tenant_id": TENANT,
@@ -533,7 +534,7 @@ async def test_support_wait_times_out_server_side(engine: ExecutionService) -> N
         }
     ]
     # exactly once
-    assert await engine.fire_due_timers(now=time.time() + 7200) == []
+    assert await fire_due_timers(engine, now=time.time() + 7200) == []
     context = await chat.state()
     assert context["current_state"] == "check_in"
     assert context["timer"] is None
@@ -550,7 +551,7 @@ async def test_support_client_sent_timeout_event(engine: ExecutionService) -> No
     reply = await chat.say("timeout", kind="event")
     assert (texts(reply), reply["current_state"]) == ([CHECK_IN], "check_in")
     # leaving the wait state cancelled its server-side timer
-    assert await engine.fire_due_timers(now=time.time() + 3600) == []
+    assert await fire_due_timers(engine, now=time.time() + 3600) == []
     assert (await chat.state())["current_state"] == "check_in"
 
 
@@ -564,7 +565,7 @@ async def test_support_help_in_the_wait_state_keeps_its_timeout(engine: Executio
         [SUPPORT_HELP],
     )
     # the digression returned to the wait state, whose server-side timeout still fires
-    fired = await engine.fire_due_timers(now=time.time() + 3600)
+    fired = await fire_due_timers(engine, now=time.time() + 3600)
     assert [texts(timer) for timer in fired] == [[CHECK_IN]]
     assert (await chat.state())["current_state"] == "check_in"
 
@@ -573,7 +574,7 @@ async def test_support_cancel_in_the_wait_state_drops_its_timeout(engine: Execut
     chat = Conversation(engine, "support-cancel", "support")
     await reach_wait_state(chat)
     await turn(chat, "cancel", "cancelled", ["OK, I've stopped here. Write again any time."])
-    assert await engine.fire_due_timers(now=time.time() + 3600) == []
+    assert await fire_due_timers(engine, now=time.time() + 3600) == []
     assert (await chat.state())["current_state"] == "cancelled"
 
 
@@ -582,7 +583,7 @@ async def test_the_timer_survives_a_new_engine(tmp_path: Path, backend: FakeBack
     async with open_engine(db, {"support": support_flow(backend)}, env=ENV) as engine:
         await reach_wait_state(Conversation(engine, "support-restart", "support"))
     async with open_engine(db, publish=False, env=ENV) as engine:
-        fired = await engine.fire_due_timers(now=time.time() + 3600)
+        fired = await fire_due_timers(engine, now=time.time() + 3600)
         assert [(timer["conversation_id"], texts(timer)) for timer in fired] == [
             ("support-restart", [CHECK_IN])
         ]
@@ -605,7 +606,7 @@ async def test_support_reply_to_the_wait_state_resolves(engine: ExecutionService
     await reach_wait_state(chat)
     reply = await turn(chat, "OK it's back up", "resolved", [RESOLVED])
     assert reply["context_updates"]["variables.restart_reply"] == "ok it's back up"
-    assert await engine.fire_due_timers(now=time.time() + 3600) == []
+    assert await fire_due_timers(engine, now=time.time() + 3600) == []
 
 
 async def test_support_sub_flow_collects_contact_and_returns(
@@ -617,7 +618,7 @@ async def test_support_sub_flow_collects_contact_and_returns(
     assert reply["flow_id"] == "collect_contact"
     context = await chat.state()
     assert [frame["state"] for frame in context["return_stack"]] == ["open_ticket"]
-    assert await engine.fire_due_timers(now=time.time() + 3600) == []  # the wait's timer is gone
+    assert await fire_due_timers(engine, now=time.time() + 3600) == []  # the wait's timer is gone
     await turn(
         chat, "Jane Doe", "ask_contact", ["Thanks Jane Doe. What's the best email address to reach you?"]
     )
@@ -731,7 +732,7 @@ async def test_a_new_version_affects_new_runs_only(engine: ExecutionService) -> 
     document = example_flow("pizza")
     document["version"] = "1.1.0"
     document["states"]["greeting"]["config"]["response_templates"]["default"] = "Ciao!"
-    await engine.publish_flow(document)
+    await engine.catalogue.publish_document(document)
     reply = await turn(chat, "cancel", "order_cancelled", [CANCELLED])
     assert reply["flow_version"] == "1.0.0"
     reply = await turn(chat, "hi", "main_menu", ["Ciao!", CLARIFY])
@@ -795,7 +796,7 @@ async def test_another_tenants_flow_is_not_found(engine: ExecutionService) -> No
 
 
 async def test_the_default_flow_is_used_without_hints(engine: ExecutionService) -> None:
-    await engine.publish_flow(example_flow("pizza"), make_default=True)
+    await engine.catalogue.publish_document(example_flow("pizza"), make_default=True)
     reply = await engine.process_message(TENANT, "default-1", InboundMessage(text="two small pizzas"))
     assert texts(reply) == [GREETING, "Where should we deliver your 2 small pizzas?"]
     assert reply["flow_id"] == "pizza"

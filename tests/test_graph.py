@@ -18,6 +18,7 @@ import pytest
 from mcp_engine.flow import graph
 from mcp_engine.flow.graph import to_dot, to_mermaid, to_svg
 from mcp_engine.flow.models import Flow
+from mcp_engine.registry import default_registry
 
 FLOWS = sorted((Path(__file__).parent.parent / "examples" / "flows").glob("*.json"))
 needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
@@ -82,6 +83,7 @@ def named(nodes: dict[str, str], raw_edges: list[Edge]) -> tuple[dict[str, str],
 
 
 PARSERS = {"mermaid": (to_mermaid, parse_mermaid), "dot": (to_dot, parse_dot)}
+REGISTRY = default_registry()
 
 
 def load(path: Path) -> Flow:
@@ -125,15 +127,15 @@ def expected_edges(flow: Flow) -> Counter[Edge]:
 def test_every_state_and_edge_is_drawn(path: Path, fmt: str) -> None:
     flow = load(path)
     render, parse = PARSERS[fmt]
-    nodes, edges = parse(render(flow))
+    nodes, edges = parse(render(flow, REGISTRY))
     labels = set(nodes.values())
     assert {state_label(flow, name) for name in flow.states} <= labels
     assert Counter(edges) == expected_edges(flow)
-    assert render(load(path)) == render(flow), "output must be deterministic"
+    assert render(load(path), REGISTRY) == render(flow, REGISTRY), "output must be deterministic"
 
 
 def test_sub_flow_links_are_drawn() -> None:
-    nodes, edges = parse_dot(to_dot(load(next(p for p in FLOWS if p.stem == "support"))))
+    nodes, edges = parse_dot(to_dot(load(next(p for p in FLOWS if p.stem == "support")), REGISTRY))
     assert "flow:collect_contact" in nodes.values()
     assert ("escalate\nresponse", "flow:collect_contact", "trigger_flow", True) in edges
     assert ("flow:collect_contact", "open_ticket\nresponse", "return", True) in edges
@@ -143,7 +145,7 @@ def test_sub_flow_links_are_drawn() -> None:
 @pytest.mark.parametrize("path", FLOWS, ids=lambda p: p.stem)
 def test_svg_is_well_formed_and_names_every_state(path: Path) -> None:
     flow = load(path)
-    root = ET.fromstring(to_svg(flow))
+    root = ET.fromstring(to_svg(flow, REGISTRY))
     texts = {el.text for el in root.iter("{http://www.w3.org/2000/svg}text")}
     assert set(flow.states) <= texts
 
@@ -186,7 +188,7 @@ def tricky_flow() -> Flow:
 def test_labels_are_escaped(fmt: str) -> None:
     flow = tricky_flow()
     render, parse = PARSERS[fmt]
-    nodes, edges = parse(render(flow))
+    nodes, edges = parse(render(flow, REGISTRY))
     assert len(set(nodes)) == len(nodes) == len(flow.states) + 2  # + start and global handlers
     assert {state_label(flow, name) for name in flow.states} <= set(nodes.values())
     assert Counter(edges) == expected_edges(flow)
@@ -194,7 +196,7 @@ def test_labels_are_escaped(fmt: str) -> None:
 
 @needs_graphviz
 def test_svg_of_tricky_names() -> None:
-    root = ET.fromstring(to_svg(tricky_flow()))
+    root = ET.fromstring(to_svg(tricky_flow(), REGISTRY))
     texts = {el.text for el in root.iter("{http://www.w3.org/2000/svg}text")}
     assert {*TRICKY.split("\n"), "a-b", "a_b", "graph", "end"} <= texts
 
@@ -202,7 +204,7 @@ def test_svg_of_tricky_names() -> None:
 def test_missing_graphviz_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(RuntimeError, match="Debian package graphviz"):
-        to_svg(tricky_flow())
+        to_svg(tricky_flow(), REGISTRY)
 
 
 def broken_pizza() -> Flow:
@@ -218,7 +220,7 @@ def broken_pizza() -> Flow:
 @pytest.mark.parametrize("fmt", sorted(PARSERS))
 def test_missing_states_are_drawn_once_as_missing(fmt: str) -> None:
     render, parse = PARSERS[fmt]
-    nodes, edges = parse(render(broken_pizza()))
+    nodes, edges = parse(render(broken_pizza(), REGISTRY))
     missing = {label for label in nodes.values() if label.endswith("\nmissing state")}
     assert missing == {"pick_unit_prize\nmissing state", "helpdesk\nmissing state", "welcome\nmissing state"}
     assert ("take_order\nslot_filling", "pick_unit_prize\nmissing state", "slot_filled\np=20", False) in edges
@@ -227,7 +229,7 @@ def test_missing_states_are_drawn_once_as_missing(fmt: str) -> None:
 
 def test_graph_data_names_the_state_and_transition_of_every_id() -> None:
     flow = load(next(p for p in FLOWS if p.stem == "pizza"))
-    data = graph.graph_data(flow)
+    data = graph.graph_data(flow, REGISTRY)
     nodes = {node["id"]: node for node in data["nodes"]}
     assert {node["state"] for node in nodes.values() if node["kind"] in ("state", "end")} == set(flow.states)
     assert nodes[data["initial"]]["state"] == flow.initial_state
@@ -254,11 +256,11 @@ def test_graph_data_names_the_state_and_transition_of_every_id() -> None:
 @pytest.mark.parametrize("flow", [tricky_flow(), broken_pizza()], ids=["tricky", "broken"])
 def test_svg_element_ids_are_the_graph_data_ids(flow: Flow) -> None:
     """What a client maps: each node and edge of the SVG has the id ``graph_data`` describes."""
-    root = ET.fromstring(to_svg(flow))
+    root = ET.fromstring(to_svg(flow, REGISTRY))
     ids = {
         kind: {g.get("id") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == kind}
         for kind in ("node", "edge")
     }
-    data = graph.graph_data(flow)
+    data = graph.graph_data(flow, REGISTRY)
     assert ids["node"] == {node["id"] for node in data["nodes"]}
     assert ids["edge"] == {edge["id"] for edge in data["edges"]}

@@ -264,7 +264,7 @@ async def test_the_client_deadline_abandons_a_slow_turn_unwritten(
     app = web.Application()
     app.router.add_get("/slow", slow)
     async with serve(app) as url:
-        await engine.publish_flow(slow_flow(url))
+        await engine.catalogue.publish_document(slow_flow(url))
         await client.send("d1", "hi", flow="slow")
         before = await client.context("d1")
         call = client.send("d1", "slow", timeout=0.5)
@@ -322,7 +322,7 @@ async def test_concurrent_messages_to_one_conversation_run_one_at_a_time_in_orde
         tenant_id=TENANT,
         variables={"n": 0},
     )
-    await engine.publish_flow(counter)
+    await engine.catalogue.publish_document(counter)
     replies = await asyncio.gather(*(client.send("c1", f"m{i}", flow="counter") for i in range(20)))
     counts = [updates(reply)["variables.n"] for reply in replies]
     assert sorted(counts) == list(range(1, 21))  # each turn saw every turn before it

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcp_engine import hookspecs
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 
 TESTS = Path(__file__).resolve().parent
 HOOKS = sorted(

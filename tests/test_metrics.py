@@ -13,7 +13,7 @@ from mcp_engine.auth import Authenticator
 from mcp_engine.metrics import Metrics
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.sqlite import SQLiteStore
 from tests.engine_fixtures import Conversation, engine_settings, example_flow
 
@@ -37,11 +37,11 @@ async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
     engine = ExecutionService(
         SQLiteStore(str(tmp_path / "m.db")),
         settings=engine_settings(),
-        services=Services(env={}),
+        services=EngineServices(env={}),
         metrics=Metrics(),
     )
     await engine.start()
-    await engine.publish_flow(example_flow("pizza"))
+    await engine.catalogue.publish_document(example_flow("pizza"))
     try:
         yield engine
     finally:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_engine import Services
 from mcp_engine.flow.models import Intent
 from mcp_engine.plugins.nlu.builtin import BuiltinClassifier, BuiltinConfig
+from mcp_engine.runtime.services import EngineServices
 
 FLOWS = Path(__file__).resolve().parent.parent / "examples" / "flows"
 
@@ -15,7 +15,7 @@ FLOWS = Path(__file__).resolve().parent.parent / "examples" / "flows"
 def classifier(flow: str, **config: object) -> BuiltinClassifier:
     intents = json.loads((FLOWS / f"{flow}.json").read_text())["intents"]
     parsed = {name: Intent(**intent) for name, intent in intents.items()}
-    return BuiltinClassifier(parsed, BuiltinConfig(**config), Services(env={}))
+    return BuiltinClassifier(parsed, BuiltinConfig(**config), EngineServices(env={}))
 
 
 PIZZA_MENU = ["order_pizza", "opening_hours", "help", "cancel"]
@@ -96,4 +96,4 @@ async def test_scorer_is_configurable() -> None:
 
 def test_bad_pattern_is_reported_with_its_intent() -> None:
     with pytest.raises(ValueError, match="intent 'broken'"):
-        BuiltinClassifier({"broken": Intent(patterns=["(unclosed"])}, None, Services(env={}))
+        BuiltinClassifier({"broken": Intent(patterns=["(unclosed"])}, None, EngineServices(env={}))

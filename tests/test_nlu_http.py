@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from mcp_engine import IntentScore, Services
 from mcp_engine.flow.models import Intent
 from mcp_engine.plugins.nlu.http import HttpClassifier, HttpConfig
+from mcp_engine.runtime.services import EngineServices
 
 INTENTS = {
     "order_pizza": Intent(examples=["two large pizzas please"], patterns=[r"\bpizzas?\b"]),
@@ -63,7 +64,7 @@ async def nlu() -> AsyncIterator[tuple[FakeNlu, str]]:
 
 @pytest.fixture
 async def services() -> AsyncIterator[Services]:
-    services = Services(env={"NLU_TOKEN": SECRET})
+    services = EngineServices(env={"NLU_TOKEN": SECRET})
     yield services
     await services.close()
 
@@ -140,7 +141,7 @@ async def test_unreachable_service_falls_back(services: Services, caplog: pytest
 
 async def test_missing_secret_falls_back_without_calling(nlu: tuple[FakeNlu, str]) -> None:
     fake, url = nlu
-    services = Services(env={})
+    services = EngineServices(env={})
     try:
         classifier = make(url, services, headers={"Authorization": "Bearer ${env:NLU_TOKEN}"})
         scores = await classifier.classify("help", ["help"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_engine.plugin_manager import default_registry
+from mcp_engine.registry import default_registry
 
 REGISTRY = default_registry()
 ENTRIES = [(kind.label, name, cls) for kind in REGISTRY.kinds() for name, cls in kind.classes.items()]

@@ -11,13 +11,9 @@ import importlib
 import importlib.metadata
 import json
 import logging
-import shutil
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import pluggy
 import pytest
 from click.testing import CliRunner
 
@@ -32,55 +28,20 @@ from mcp_engine import (
     hookimpl,
 )
 from mcp_engine.cli import main
-from mcp_engine.errors import PluginClash
 from mcp_engine.flow.schema import flow_schema
 from mcp_engine.flow.validate import validate_data
 from mcp_engine.plugin_manager import (
     LOAD_PLUGINS_ENV,
     PluginHost,
     Provider,
-    Registry,
     create_plugin_manager,
-    default_registry,
     enabled_entry_points,
 )
-from tests.flowdocs import minimal_flow
+from mcp_engine.registry import Registry, default_registry
+from tests.plugin_kit import FAKE_MODULES, Install, carousel_flow
 
-FAKE_DISTS = Path(__file__).resolve().parent / "fake_dists"
-FAKE_MODULES = {path.stem for path in FAKE_DISTS.glob("fake_*.py")}
 ENGINE_VERSION = importlib.metadata.version("mcp-engine")
 CAROUSEL = Provider("mcp-engine-carousel", "1.2.0", "carousel")
-
-Install = Callable[..., None]
-
-
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
-    """Install fake distributions by name into a fresh ``sys.path`` entry; third-party loading unset."""
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
-
-    def install(*names: str) -> None:
-        for name in names:
-            (dist_info,) = FAKE_DISTS.glob(f"mcp_engine_{name}-*.dist-info")
-            shutil.copytree(dist_info, site / dist_info.name)
-            shutil.copy(FAKE_DISTS / f"fake_{name}.py", site)
-        importlib.invalidate_caches()
-
-    yield install
-    for module in FAKE_MODULES:
-        sys.modules.pop(module, None)
-
-
-def carousel_flow() -> dict[str, Any]:
-    """The minimal flow with one state of the third-party type, running the third-party action."""
-    doc = minimal_flow()
-    helping = doc["states"]["helping"]
-    helping.update(type="carousel", config={"items": ["tea", "cake"]})
-    helping["entry_actions"] = [{"type": "send_sms", "to": "+33600000000"}]
-    return doc
 
 
 def test_builtins_come_from_the_engine_distribution_at_its_version() -> None:
@@ -115,32 +76,70 @@ def test_a_plugin_that_fails_to_import_is_logged_with_its_distribution_and_skipp
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "plugin 'broken' from mcp-engine-broken 0.3.0" in record.getMessage()
     assert "mcp_engine_fake_missing_dependency" in record.getMessage()
+    (skipped,) = registry.skipped
+    assert skipped.provider == Provider("mcp-engine-broken", "0.3.0", "broken")
+    assert "mcp_engine_fake_missing_dependency" in skipped.reason
 
 
-def test_a_name_clashing_with_a_builtin_stops_the_start_naming_both_distributions(install: Install) -> None:
-    install("clash")
-    with pytest.raises(PluginClash) as raised:
-        default_registry()
-    message = str(raised.value)
-    assert "state type 'response' is provided twice" in message
-    assert f"mcp-engine {ENGINE_VERSION}" in message
-    assert "mcp-engine-clash 2.0.0" in message
-    assert [p["distribution"] for p in raised.value.details["providers"]] == [
-        "mcp-engine",
-        "mcp-engine-clash",
-    ]
+def test_a_plugin_clashing_with_a_builtin_is_skipped_naming_both_distributions(install: Install) -> None:
+    install("clash", "carousel")
+    registry = default_registry()
+    assert registry.state_types.providers["response"].builtin
+    assert "carousel" in registry.state_types.names()
+    (skipped,) = registry.skipped
+    assert skipped.provider == Provider("mcp-engine-clash", "2.0.0", "clash")
+    assert "state type 'response' is provided twice" in skipped.reason
+    assert f"mcp-engine {ENGINE_VERSION}" in skipped.reason
+    assert "mcp-engine-clash 2.0.0" in skipped.reason
 
 
-def test_a_misspelled_hook_stops_the_start_naming_its_distribution_and_the_real_hooks(
-    install: Install,
+def test_a_misspelled_hook_skips_the_plugin_naming_its_distribution_and_the_real_hooks(
+    install: Install, caplog: pytest.LogCaptureFixture
 ) -> None:
-    install("typo")
-    with pytest.raises(pluggy.PluginValidationError) as raised:
-        create_plugin_manager()
-    message = str(raised.value)
-    assert "mcp-engine-typo 0.1.0" in message
-    assert "unknown hook 'mcp_engine_state_type'" in message
-    assert "mcp_engine_state_types" in message
+    install("typo", "carousel")
+    registry = default_registry()
+    assert "carousel" in registry.state_types.names()
+    (skipped,) = registry.skipped
+    assert skipped.provider == Provider("mcp-engine-typo", "0.1.0", "typo")
+    assert "unknown hook 'mcp_engine_state_type'" in skipped.reason
+    assert "mcp_engine_state_types" in skipped.reason
+    assert any("mcp-engine-typo 0.1.0" in r.getMessage() for r in caplog.records)
+
+
+class Misbehaving:
+    """A plugin whose state type hook answers with something that is not a state type."""
+
+    @hookimpl
+    def mcp_engine_state_types(self) -> list[Any]:
+        return [demo(StateType), "not a class"]
+
+    @hookimpl
+    def mcp_engine_actions(self) -> list[type[Action]]:
+        return [demo(Action)]
+
+
+class Raising:
+    @hookimpl
+    def mcp_engine_actions(self) -> list[type[Action]]:
+        raise RuntimeError("no config file")
+
+
+@pytest.mark.parametrize(
+    ("plugin", "reason"),
+    [
+        (Misbehaving(), "which is not a StateType subclass"),
+        (Raising(), "raised RuntimeError('no config file')"),
+    ],
+)
+def test_a_plugin_answering_a_hook_badly_is_skipped_whole(plugin: object, reason: str) -> None:
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register_from(plugin, "odd", Provider("acme-odd", "1.0", "odd"))
+    registry = Registry.from_plugin_manager(pm)
+    assert "demo" not in registry.state_types.names() + registry.actions.names()
+    (skipped,) = registry.skipped
+    assert skipped.provider == Provider("acme-odd", "1.0", "odd")
+    assert reason in skipped.reason
+    assert pm.get_plugin("odd") is None
 
 
 def test_only_allowed_plugins_load_and_the_others_are_never_imported(
@@ -148,8 +147,9 @@ def test_only_allowed_plugins_load_and_the_others_are_never_imported(
 ) -> None:
     install("carousel", "broken", "clash")
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "carousel")
-    registry = default_registry()  # would raise if the clashing plugin were loaded
+    registry = default_registry()
     assert registry.state_types.providers["carousel"] == CAROUSEL
+    assert registry.skipped == []
     assert "fake_broken" not in sys.modules
     assert "fake_clash" not in sys.modules
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -266,11 +266,36 @@ def test_a_plugin_registered_directly_is_its_own_provider() -> None:
     assert Registry.from_plugin_manager(pm).actions.providers["demo"] == Provider("local", "", "local")
 
 
-def test_one_plugin_name_from_two_distributions_stops_the_start() -> None:
+def test_one_plugin_name_from_two_distributions_skips_the_second() -> None:
     pm = PluginHost()
-    pm.register_from(EveryKind(), "demo", Provider("acme-a", "1", "demo"))
-    with pytest.raises(PluginClash, match=r"plugin 'demo' is provided twice: by acme-a 1 .* and by acme-b 2"):
-        pm.register_from(EveryKind(), "demo", Provider("acme-b", "2", "demo"))
+    assert pm.register_from(EveryKind(), "demo", Provider("acme-a", "1", "demo"))
+    assert not pm.register_from(EveryKind(), "demo", Provider("acme-b", "2", "demo"))
+    (skipped,) = pm.skipped
+    assert skipped.provider == Provider("acme-b", "2", "demo")
+    assert "plugin 'demo' is provided twice: by acme-a 1" in skipped.reason
+    assert pm.provider_of("demo") == Provider("acme-a", "1", "demo")
+
+
+def test_two_third_party_plugins_with_one_class_name_keep_the_first() -> None:
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register_from(EveryKind(), "first", Provider("acme-a", "1", "first"))
+    pm.register_from(EveryKind(), "second", Provider("acme-b", "2", "second"))
+    registry = Registry.from_plugin_manager(pm)
+    assert registry.actions.providers["demo"] == Provider("acme-a", "1", "first")
+    assert [s.provider.plugin for s in registry.skipped] == ["second"]
+
+
+def test_blocked_builtins_leave_their_names_to_a_plugin() -> None:
+    class Replacement:
+        @hookimpl
+        def mcp_engine_state_types(self) -> list[type[StateType]]:
+            return [type("Wait", (StateType,), {"name": "wait"})]
+
+    pm = create_plugin_manager(load_entrypoints=False, blocked=["mcp_engine.plugins.states.wait"])
+    pm.register_from(Replacement(), "waits", Provider("acme-waits", "1", "waits"))
+    registry = Registry.from_plugin_manager(pm)
+    assert registry.state_types.providers["wait"] == Provider("acme-waits", "1", "waits")
+    assert registry.skipped == []
 
 
 def test_describe_lists_kind_name_provider_version_and_description(install: Install) -> None:
@@ -320,6 +345,25 @@ def test_the_plugins_command_prints_a_table_or_json(install: Install) -> None:
     assert any(
         line.split() == ["state", "type", "carousel", "mcp-engine-carousel", "1.2.0"] for line in lines
     )
+    assert "SKIPPED" not in text.output
     as_json = CliRunner().invoke(main, ["plugins", "--json"])
     assert as_json.exit_code == 0, as_json.output
-    assert json.loads(as_json.output) == default_registry().describe()
+    assert json.loads(as_json.output) == {"plugins": default_registry().describe(), "skipped": []}
+
+
+def test_the_plugins_command_shows_the_skipped_plugins_and_why(install: Install) -> None:
+    install("carousel", "broken", "clash")
+    text = CliRunner().invoke(main, ["plugins"])
+    assert text.exit_code == 0, text.output
+    skipped = text.output.split("\n\n", 1)[1].splitlines()
+    assert skipped[0].split() == ["SKIPPED", "PROVIDER", "REASON"]
+    assert skipped[1].startswith("broken ")
+    assert "mcp-engine-broken 0.3.0" in skipped[1]
+    assert "mcp_engine_fake_missing_dependency" in skipped[1]
+    assert skipped[2].startswith("clash ")
+    assert "state type 'response' is provided twice" in skipped[2]
+    as_json = json.loads(CliRunner().invoke(main, ["plugins", "--json"]).output)
+    assert [(s["distribution"], s["plugin"]) for s in as_json["skipped"]] == [
+        ("mcp-engine-broken", "broken"),
+        ("mcp-engine-clash", "clash"),
+    ]

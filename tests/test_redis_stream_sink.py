@@ -10,10 +10,10 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from mcp_engine import Services
-from mcp_engine.plugin_manager import default_registry
 from mcp_engine.plugins.sinks.redis_stream import RedisStreamSink, mcp_engine_event_sinks
+from mcp_engine.registry import default_registry
 from mcp_engine.runtime.execution import ExecutionService
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.sqlite import SQLiteStore
 from tests.engine_fixtures import engine_settings
 from tests.production_kit import REDIS_URL, fresh_backing
@@ -35,7 +35,7 @@ async def redis() -> AsyncIterator[Redis]:
 
 
 def sink(env: dict[str, str], **config: object) -> RedisStreamSink:
-    return RedisStreamSink(RedisStreamSink.Config.model_validate(config), Services(env=env))
+    return RedisStreamSink(RedisStreamSink.Config.model_validate(config), EngineServices(env=env))
 
 
 def test_the_hook_provides_the_sink_and_the_registry_has_it() -> None:
@@ -93,10 +93,10 @@ async def engine_with(tmp_path: Path, env: dict[str, str]) -> ExecutionService:
     engine = ExecutionService(
         SQLiteStore(str(tmp_path / "engine.db")),
         settings=engine_settings(event_sinks="store,redis_stream"),
-        services=Services(env=env),
+        services=EngineServices(env=env),
     )
     await engine.start()
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     return engine
 
 

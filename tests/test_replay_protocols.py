@@ -14,7 +14,7 @@ import pytest
 
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.config import EngineSettings
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.serve import EngineServer
 from tests.serve_kit import ENV, Backend, flows_folder, grpc_reply
 
@@ -49,7 +49,7 @@ async def server(tmp_path: Path) -> AsyncIterator[EngineServer]:
         {"MCP_SQLITE_PATH": str(tmp_path / "e.db"), "HTTP_PORT": 0, "GRPC_PORT": 0, "MCP_AUTH": "off"}
     )
     engine = EngineServer(
-        settings, flows_dir=flows_folder(tmp_path / "flows", backend), services=Services(env=ENV)
+        settings, flows_dir=flows_folder(tmp_path / "flows", backend), services=EngineServices(env=ENV)
     )
     await engine.start()
     try:

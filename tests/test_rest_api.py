@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from mcp_engine.api.rest.app import ROUTES, create_app
+from mcp_engine.api.rest.app import ROUTES
 from mcp_engine.api.rest.models import MessageReply
-from mcp_engine.auth import Authenticator
-from mcp_engine.plugin_manager import Provider
-from mcp_engine.plugins.actions.log_event import LogEvent
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
-from tests.engine_fixtures import example_flow, open_engine
+from tests.engine_fixtures import example_flow, open_engine, rest_client
 
 DEMO = {"X-Tenant-ID": "demo"}
 ADMIN_KEY = "admin-secret-key"
@@ -31,14 +27,8 @@ async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
         yield engine
 
 
-@asynccontextmanager
-async def client_for(
-    engine: ExecutionService, mode: str = "off", limiter: Limiter | None = None, **options: Any
-) -> AsyncIterator[TestClient[Any, Any]]:
-    auth = Authenticator(engine.store, mode, ADMIN_KEY)  # type: ignore[arg-type]
-    app = create_app(engine, auth, limiter or Limiter(8), **options)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
+def client_for(engine: ExecutionService, mode: str = "off", **options: Any) -> Any:
+    return rest_client(engine, mode, admin_key=ADMIN_KEY, **options)
 
 
 @pytest.fixture
@@ -353,25 +343,6 @@ async def test_put_tenant_sets_default_flow(client: TestClient[Any, Any]) -> Non
     reply = await send(client, "c8", "hello")
     assert reply["flow_id"] == "pizza"
     assert (await client.put("/v2/tenants/demo", json={"outbound_webhook": None})).status == 200
-
-
-async def test_plugins_filtered_by_tenant(
-    client: TestClient[Any, Any], engine: ExecutionService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    registry = engine.registry.tenant_view([])  # a copy, so the extra plugin stays in this test
-    extra = type("AcmeLog", (LogEvent,), {"name": "acme_log"})
-    registry.actions.add(extra, Provider("acme-plugins", "1.0", "acme"))
-    monkeypatch.setattr(engine, "registry", registry)
-    everything = (await (await client.get("/v2/plugins")).json())["plugins"]
-    assert {"kind", "name", "provider", "version", "plugin", "description"} == set(everything[0])
-    assert {"response", "acme_log"} <= {p["name"] for p in everything}
-    unset = (await (await client.get("/v2/plugins", headers=DEMO)).json())["plugins"]
-    assert unset == everything
-    await client.put("/v2/tenants/demo", json={"enabled_plugins": []})
-    visible = (await (await client.get("/v2/plugins", headers=DEMO)).json())["plugins"]
-    assert visible == [p for p in everything if p["name"] != "acme_log"]
-    await client.put("/v2/tenants/demo", json={"enabled_plugins": ["acme"]})
-    assert (await (await client.get("/v2/plugins", headers=DEMO)).json())["plugins"] == everything
 
 
 async def test_health_and_ready(client: TestClient[Any, Any], engine: ExecutionService) -> None:

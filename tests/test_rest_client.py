@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from mcp_engine import IntegrationRequest, Services
 from mcp_engine.flow.models import Integration, RetryPolicy
 from mcp_engine.plugins.integrations.rest import RestClient
+from mcp_engine.runtime.services import EngineServices
 
 SECRET = "s3cr3t-d0-not-leak"
 ENV = {"API_SECRET": SECRET, "API_USER": "ada", "API_PASSWORD": SECRET}
@@ -68,7 +69,7 @@ async def backend() -> AsyncIterator[Backend]:
 
 @pytest.fixture
 async def services() -> AsyncIterator[Services]:
-    services = Services(env=ENV)
+    services = EngineServices(env=ENV)
     yield services
     await services.close()
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from mcp_engine import RuleContext
+from mcp_engine.contract import ConditionType
 from mcp_engine.expressions.evaluate import evaluate, truthy
 from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Flow
-from mcp_engine.kinds import ConditionType
-from mcp_engine.plugin_manager import Registry, default_registry
-from mcp_engine.rulesets import Backend, RuleContext, RulesetError, StateRuleset, compile_state, get_backend
+from mcp_engine.registry import Registry, default_registry
+from mcp_engine.rulesets import Backend, RulesetError, StateRuleset, compile_state, get_backend
 from mcp_engine.rulesets.durable import CHUNK, DurableEvaluator
 from mcp_engine.rulesets.python import PythonEvaluator
 from mcp_engine.rulesets.ruleset import Rule

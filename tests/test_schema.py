@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 
 from mcp_engine.flow.schema import flow_schema
-from mcp_engine.plugin_manager import default_registry
+from mcp_engine.registry import default_registry
 from tests.flowdocs import minimal_flow
 
 ROOT = Path(__file__).resolve().parent.parent

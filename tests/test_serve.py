@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.config import EngineSettings
 from mcp_engine.errors import EngineError
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.serve import EngineServer
 from mcp_engine.store.factory import open_store
 from mcp_engine.store.sqlite import SQLiteStore
@@ -141,7 +141,7 @@ async def test_one_parallel_turn_refuses_the_next_at_once(tmp_path: Path, backen
         }
     )
     server = EngineServer(
-        settings, flows_dir=flows_folder(tmp_path / "flows", backend), services=Services(env=ENV)
+        settings, flows_dir=flows_folder(tmp_path / "flows", backend), services=EngineServices(env=ENV)
     )
     await server.start()
     try:

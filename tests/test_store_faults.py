@@ -23,7 +23,8 @@ import pytest
 
 from mcp_engine.errors import EngineError, StoreUnavailable
 from mcp_engine.runtime.execution import ExecutionService
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
+from mcp_engine.runtime.timers import fire_due_timers
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
 from tests.production_kit import POSTGRES_URI, REDIS_URL, delete_keys, fresh_backing
@@ -63,7 +64,7 @@ async def engines(name: str) -> AsyncIterator[Callable[..., Any]]:
         engine = ExecutionService(
             store,
             settings=engine_settings(context_lock_timeout_ms=1000, **settings),
-            services=Services(env={}),
+            services=EngineServices(env={}),
         )
         await engine.start()
         opened.append(engine)
@@ -148,7 +149,7 @@ async def test_a_redis_restart_mid_run_loses_no_conversation(
     engines: Engines, private_redis: PrivateRedis
 ) -> None:
     engine = await engines(redis_url=private_redis.url)
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     conversations = [f"c{i}" for i in range(5)]
     for c in conversations:
         for i in range(3):
@@ -232,7 +233,7 @@ async def test_postgres_down_refuses_quickly_corrupts_nothing_and_recovers(
     engines: Engines, proxy: Proxy
 ) -> None:
     engine = await engines(proxy.uri)
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     for i in range(3):
         await engine.process_message(TENANT, "c1", msg(f"m{i}", message_id=f"m{i}"))
     await proxy.down()
@@ -266,7 +267,7 @@ async def test_a_timer_due_while_every_process_was_down_fires_once_after_restart
     engines: Engines, name: str
 ) -> None:
     first = await engines()
-    await first.publish_flow(timer_flow(), make_default=True)
+    await first.catalogue.publish_document(timer_flow(), make_default=True)
     await first.process_message(TENANT, "c1", msg("hi"))
     await first.close()  # every process down ...
     await delete_keys(name)  # ... and Redis restarted without persistence: the schedule is gone too
@@ -276,8 +277,8 @@ async def test_a_timer_due_while_every_process_was_down_fires_once_after_restart
     finally:
         await stored.close()
     restarted = [await engines(), await engines()]
-    fired = await asyncio.gather(*(engine.fire_due_timers() for engine in restarted))
-    fired += await asyncio.gather(*(engine.fire_due_timers() for engine in restarted))
+    fired = await asyncio.gather(*(fire_due_timers(engine) for engine in restarted))
+    fired += await asyncio.gather(*(fire_due_timers(engine) for engine in restarted))
     assert [m["text"] for f in fired for t in f for m in t["messages"]] == ["Are you there?"]
     history = await restarted[1].store.history(TENANT, "c1", limit=1000)
     assert [e["type"] for e in history].count("timer_fired") == 1

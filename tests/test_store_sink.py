@@ -1,4 +1,5 @@
-"""The ``store`` event sink: events a turn publishes land in the engine's store, readable per tenant."""
+"""The ``store`` event sink: events a turn publishes land in the engine's store, readable per tenant; the
+sink reaches the store only through ``services.write_events``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_engine import Services
 from mcp_engine.plugins.sinks.store import StoreSink, mcp_engine_event_sinks
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.sqlite import SQLiteStore
 
 
@@ -26,7 +27,9 @@ def test_the_hook_provides_the_sink() -> None:
 
 
 async def test_published_events_are_kept_in_the_store(store: SQLiteStore) -> None:
-    sink = StoreSink(StoreSink.Config(), Services(env={}, store=store))
+    services = EngineServices(env={})
+    services.keep_events_in(store.record_events)
+    sink = StoreSink(StoreSink.Config(), services)
     await sink.publish(
         (
             {"tenant_id": "t1", "type": "message_in", "conversation_id": "c1", "text": "hi"},
@@ -44,7 +47,7 @@ async def test_published_events_are_kept_in_the_store(store: SQLiteStore) -> Non
     assert [e["type"] for e in await store.events("t2")] == ["message_in"]
 
 
-async def test_without_a_store_publishing_fails_loudly() -> None:
-    sink = StoreSink(StoreSink.Config(), Services(env={}))
-    with pytest.raises(RuntimeError, match=r"services\.store"):
+async def test_without_an_event_writer_publishing_fails_loudly() -> None:
+    sink = StoreSink(StoreSink.Config(), EngineServices(env={}))
+    with pytest.raises(RuntimeError, match="keeps no analytics events"):
         await sink.publish([{"tenant_id": "t1", "type": "message_in"}])

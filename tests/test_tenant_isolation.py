@@ -66,8 +66,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     for tenant in (A, B):
         await auth.create_tenant(tenant)
         keys[tenant] = (await auth.create_key(tenant))[1]
-        await engine.publish_flow(flow_of(tenant, "pizza"), make_default=True)
-    await engine.publish_flow(flow_of(B, B_FLOW))
+        await engine.catalogue.publish_document(flow_of(tenant, "pizza"), make_default=True)
+    await engine.catalogue.publish_document(flow_of(B, B_FLOW))
     await engine.process_message(B, B_CONVERSATION, InboundMessage(text="hi"))
     revoked_id, revoked = await auth.create_key(A)
     await auth.revoke_key(A, revoked_id)

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
-from mcp_engine.plugin_manager import Registry, create_plugin_manager
 from mcp_engine.runtime.execution import ExecutionService
+from tests.conftest import States
 from tests.turnkit import (
     TENANT,
     closed_port,
@@ -38,13 +38,21 @@ ORDER_INTENTS = {
 }
 
 
+def test_the_states_under_test_are_the_builtins_or_their_re_implementation(
+    engine: ExecutionService, states: States
+) -> None:
+    for name in ("intent", "wait"):
+        provider = engine.registry.state_types.providers[name]
+        assert provider.distribution == ("mcp-engine" if states.plugin is None else "mcp-engine-statekit")
+
+
 # --- entering the initial state -----------------------------------------------------------------
 
 
 async def test_a_new_conversation_enters_the_initial_state_before_its_first_message(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "hello",
             {
@@ -68,7 +76,7 @@ async def test_a_new_conversation_enters_the_initial_state_before_its_first_mess
 
 
 async def test_response_templates_are_chosen_by_the_message_channel(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "a",
             {
@@ -92,7 +100,7 @@ async def test_response_templates_are_chosen_by_the_message_channel(engine: Exec
 async def test_a_conversation_answers_on_the_channel_of_the_current_message(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {"w": wait(on("any_input", "a")), "a": response({"web": "web", "sms": "sms"}, go("w"))},
@@ -106,7 +114,7 @@ async def test_a_conversation_answers_on_the_channel_of_the_current_message(
 
 
 async def test_response_attributes_travel_with_the_message(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "card",
             {
@@ -132,7 +140,7 @@ async def test_response_attributes_travel_with_the_message(engine: ExecutionServ
 async def test_automatic_transitions_are_evaluated_on_entry_input_ones_only_on_a_message(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -152,7 +160,7 @@ async def test_automatic_transitions_are_evaluated_on_entry_input_ones_only_on_a
 
 
 async def test_lower_priority_first_ties_in_document_order(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -216,14 +224,14 @@ def intent_flow(threshold: float | None = None, fallback: str | None = None) -> 
 async def test_intent_match_and_low_confidence_follow_the_threshold(
     engine: ExecutionService, threshold: float | None, text: str, expected: str
 ) -> None:
-    await engine.publish_flow(intent_flow(threshold), make_default=True)
+    await engine.catalogue.publish_document(intent_flow(threshold), make_default=True)
     [reply] = await talk(engine, "c1", text)
     assert texts(reply)[0].startswith(expected)
     assert reply["confidence_scores"]["order"] > reply["confidence_scores"].get("help", 0.0)
 
 
 async def test_below_the_threshold_the_intent_becomes_the_fallback_intent(engine: ExecutionService) -> None:
-    await engine.publish_flow(intent_flow(fallback="help"), make_default=True)
+    await engine.catalogue.publish_document(intent_flow(fallback="help"), make_default=True)
     [reply] = await talk(engine, "c1", "bananas are yellow")
     # low_confidence still holds (and comes first); intent.name is the fallback
     assert texts(reply) == ["unsure help"]
@@ -260,7 +268,7 @@ def slot_flow(crust_priority: int) -> dict[str, Any]:
 
 
 async def test_slot_filled_with_and_without_a_value(engine: ExecutionService) -> None:
-    await engine.publish_flow(slot_flow(crust_priority=1), make_default=True)
+    await engine.catalogue.publish_document(slot_flow(crust_priority=1), make_default=True)
     replies = await talk(engine, "c1", "large", "3 thin")
     assert [texts(r) for r in replies] == [["Size?", "How many?"], ["crust thin"]]
     replies = await talk(engine, "c2", "large", "3")  # no crust: every required slot is filled
@@ -270,13 +278,13 @@ async def test_slot_filled_with_and_without_a_value(engine: ExecutionService) ->
 async def test_a_slot_filling_state_left_in_the_same_turn_does_not_ask_again(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(slot_flow(crust_priority=10), make_default=True)
+    await engine.catalogue.publish_document(slot_flow(crust_priority=10), make_default=True)
     [reply] = await talk(engine, "c1", "thin please")
     assert texts(reply) == ["Size?", "crust thin"]
 
 
 async def test_expressions_see_event_text_and_variables(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -306,7 +314,7 @@ async def test_integration_success_and_network_error(engine: ExecutionService) -
     app.router.add_get("/balance", balance)
     no_retry = {"max_retries": 0, "backoff_ms": 0}
     async with serve(app) as url:
-        await engine.publish_flow(
+        await engine.catalogue.publish_document(
             flow(
                 "w",
                 {
@@ -348,7 +356,7 @@ async def test_integration_success_and_network_error(engine: ExecutionService) -
         document = (await engine.store.published(TENANT, "f")).document  # type: ignore[union-attr]
         document["version"] = "1.0.1"
         document["states"]["call"]["config"]["integration_id"] = "down"
-        await engine.publish_flow(document)
+        await engine.catalogue.publish_document(document)
         [failed] = await talk(engine, "c2", "4")
         assert texts(failed) == ["network down"]
 
@@ -360,7 +368,7 @@ async def test_exit_then_transition_then_entry_actions(engine: ExecutionService)
     def trace(step: str) -> list[dict[str, Any]]:
         return [set_action("trace", expression=f"variables.trace + '{step};'"), say_action(step)]
 
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "a",
             {
@@ -394,12 +402,10 @@ class ExplodingPlugin:
         return [Explode]
 
 
-async def test_a_failing_action_is_logged_and_skipped(tmp_path: Path) -> None:
-    pm = create_plugin_manager(load_entrypoints=False)
-    pm.register(ExplodingPlugin(), name="exploding")
-    engine = await open_engine(tmp_path / "engine.db", Registry.from_plugin_manager(pm))
+async def test_a_failing_action_is_logged_and_skipped(tmp_path: Path, states: States) -> None:
+    engine = await open_engine(tmp_path / "engine.db", states.registry(ExplodingPlugin()))
     try:
-        await engine.publish_flow(
+        await engine.catalogue.publish_document(
             flow(
                 "w",
                 {

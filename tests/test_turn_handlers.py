@@ -67,7 +67,7 @@ def handler_flow() -> dict[str, Any]:
 
 
 async def test_a_global_intent_is_taken_only_at_or_above_the_threshold(engine: ExecutionService) -> None:
-    await engine.publish_flow(handler_flow(), make_default=True)
+    await engine.catalogue.publish_document(handler_flow(), make_default=True)
     [below, above] = await talk(engine, "c1", "when are you opening", "what are the opening hours today")
     assert texts(below) == ["Sorry?"]  # faq 0.77 < 0.8
     assert below["confidence_scores"]["faq"] < 0.8
@@ -76,7 +76,7 @@ async def test_a_global_intent_is_taken_only_at_or_above_the_threshold(engine: E
 
 
 async def test_a_state_naming_the_intent_keeps_it_from_the_global_handler(engine: ExecutionService) -> None:
-    await engine.publish_flow(handler_flow(), make_default=True)
+    await engine.catalogue.publish_document(handler_flow(), make_default=True)
     [at_menu] = await talk(engine, "c1", "help")
     assert texts(at_menu) == ["menu help"]
     [_, in_form] = await talk(engine, "c2", "order", "help")
@@ -84,7 +84,7 @@ async def test_a_state_naming_the_intent_keeps_it_from_the_global_handler(engine
 
 
 async def test_resume_returns_to_the_interrupted_state_and_asks_again(engine: ExecutionService) -> None:
-    await engine.publish_flow(handler_flow(), make_default=True)
+    await engine.catalogue.publish_document(handler_flow(), make_default=True)
     replies = await talk(engine, "c1", "I want to order", "2", "help", "large")
     assert [texts(r) for r in replies] == [
         ["How many?"],
@@ -99,7 +99,7 @@ async def test_resume_returns_to_the_interrupted_state_and_asks_again(engine: Ex
 
 
 async def test_a_handler_without_resume_goes_to_its_target(engine: ExecutionService) -> None:
-    await engine.publish_flow(handler_flow(), make_default=True)
+    await engine.catalogue.publish_document(handler_flow(), make_default=True)
     replies = await talk(engine, "c1", "order", "cancel")
     assert texts(replies[1]) == ["bye"]
     state = await engine.get_state(TENANT, "c1")
@@ -125,7 +125,9 @@ def no_match_flow(**handler: Any) -> dict[str, Any]:
 
 
 async def test_no_match_answers_and_the_nth_miss_enters_the_target(engine: ExecutionService) -> None:
-    await engine.publish_flow(no_match_flow(max_consecutive=3, target_state="handoff"), make_default=True)
+    await engine.catalogue.publish_document(
+        no_match_flow(max_consecutive=3, target_state="handoff"), make_default=True
+    )
     replies = await talk(engine, "c1", "x", "y", "ping", "x", "y", "z")
     assert [texts(r) for r in replies] == [
         ["Sorry?"],
@@ -141,7 +143,7 @@ async def test_no_match_answers_and_the_nth_miss_enters_the_target(engine: Execu
 async def test_a_slot_filling_re_prompt_is_not_a_no_match(engine: ExecutionService) -> None:
     document = no_match_flow(max_consecutive=1, target_state="handoff")
     document["initial_state"] = "ask"
-    await engine.publish_flow(document, make_default=True)
+    await engine.catalogue.publish_document(document, make_default=True)
     replies = await talk(engine, "c1", "blah", "3", "medium")
     assert [texts(r) for r in replies] == [["How many?", "How many?"], ["Which size?"], ["Which size?"]]
     assert replies[-1]["current_state"] == "ask"
@@ -153,7 +155,7 @@ async def test_a_slot_filling_re_prompt_is_not_a_no_match(engine: ExecutionServi
 
 
 async def test_several_slots_from_one_utterance_and_extraction_on_entry(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "menu",
             {
@@ -178,7 +180,7 @@ async def test_several_slots_from_one_utterance_and_extraction_on_entry(engine: 
 
 
 async def test_the_prompted_text_slot_takes_the_whole_text(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "ask",
             {
@@ -219,13 +221,13 @@ def retry_flow(with_exhausted_transition: bool) -> dict[str, Any]:
 
 
 async def test_the_second_invalid_answer_exhausts_the_slot(engine: ExecutionService) -> None:
-    await engine.publish_flow(retry_flow(with_exhausted_transition=True), make_default=True)
+    await engine.catalogue.publish_document(retry_flow(with_exhausted_transition=True), make_default=True)
     replies = await talk(engine, "c1", "x", "42")
     assert [texts(r) for r in replies] == [["How many?", "A number from 1 to 9, please."], ["giving up"]]
 
 
 async def test_exhaustion_without_a_transition_goes_to_the_error_handler(engine: ExecutionService) -> None:
-    await engine.publish_flow(retry_flow(with_exhausted_transition=False), make_default=True)
+    await engine.catalogue.publish_document(retry_flow(with_exhausted_transition=False), make_default=True)
     replies = await talk(engine, "c1", "x", "42")
     assert [texts(r) for r in replies] == [["How many?", "A number from 1 to 9, please."], ["oops 1"]]
     history = await engine.store.history(TENANT, "c1", limit=100)
@@ -259,7 +261,7 @@ def error_flow(error_state: bool, max_steps: int = 25) -> dict[str, Any]:
 
 
 async def test_a_dead_end_goes_to_the_error_state_keeping_the_context(engine: ExecutionService) -> None:
-    await engine.publish_flow(error_flow(error_state=True), make_default=True)
+    await engine.catalogue.publish_document(error_flow(error_state=True), make_default=True)
     replies = await talk(engine, "c1", "a", "b", "stuck")
     assert texts(replies[-1]) == ["oops (2 seen)"]
     state = await engine.get_state(TENANT, "c1")
@@ -273,7 +275,7 @@ async def test_a_dead_end_goes_to_the_error_state_keeping_the_context(engine: Ex
 async def test_without_an_error_state_the_apology_and_back_to_the_initial_state(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(error_flow(error_state=False), make_default=True)
+    await engine.catalogue.publish_document(error_flow(error_state=False), make_default=True)
     replies = await talk(engine, "c1", "a", "stuck", "again")
     assert texts(replies[1]) == [APOLOGY]
     assert replies[1]["current_state"] == "start"
@@ -285,7 +287,7 @@ async def test_without_an_error_state_the_apology_and_back_to_the_initial_state(
 
 
 async def test_a_loop_beyond_max_steps_is_reported_and_recovered(engine: ExecutionService) -> None:
-    await engine.publish_flow(error_flow(error_state=True, max_steps=6), make_default=True)
+    await engine.catalogue.publish_document(error_flow(error_state=True, max_steps=6), make_default=True)
     replies = await talk(engine, "c1", "a", "loop", "loop")
     assert texts(replies[1]) == ["oops (1 seen)"]
     assert texts(replies[2]) == ["oops (1 seen)"]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mcp_engine.runtime.execution import ExecutionService
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import EXAMPLE_FLOWS, engine_settings, example_flow
 from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
@@ -24,11 +24,11 @@ async def engine() -> AsyncIterator[ExecutionService]:
     """An engine on its own schema and key prefix (both removed afterwards), the example flows published."""
     async with fresh_backing("t") as name:
         store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
-        engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
+        engine = ExecutionService(store, settings=engine_settings(), services=EngineServices(env={}))
         await engine.start()
         try:
             for example in EXAMPLE_FLOWS:
-                await engine.publish_flow(copy.deepcopy(example_flow(example)))
+                await engine.catalogue.publish_document(copy.deepcopy(example_flow(example)))
             yield engine
         finally:
             await engine.close()
@@ -53,7 +53,7 @@ def counter_flow() -> dict[str, object]:
 
 
 async def test_a_message_id_is_processed_once(engine: ExecutionService) -> None:
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     first = await engine.process_message(TENANT, "c1", msg("a", message_id="m1"))
     again = await engine.process_message(TENANT, "c1", msg("a", message_id="m1"))
     assert first == again
@@ -61,7 +61,7 @@ async def test_a_message_id_is_processed_once(engine: ExecutionService) -> None:
 
 
 async def test_twenty_concurrent_messages_to_one_conversation_count_twenty(engine: ExecutionService) -> None:
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     replies = await asyncio.gather(*(engine.process_message(TENANT, "c1", msg(f"m{i}")) for i in range(20)))
     assert len(replies) == 20
     assert (await engine.get_state(TENANT, "c1"))["variables"]["n"] == 20

@@ -75,8 +75,8 @@ def parent_flow(as_entry_action: bool) -> dict[str, Any]:
 async def test_trigger_flow_runs_the_sub_flow_then_returns(
     engine: ExecutionService, as_entry_action: bool
 ) -> None:
-    await engine.publish_flow(address_flow())
-    await engine.publish_flow(parent_flow(as_entry_action), make_default=True)
+    await engine.catalogue.publish_document(address_flow())
+    await engine.catalogue.publish_document(parent_flow(as_entry_action), make_default=True)
     [asked, answered] = await talk(engine, "c1", "go", "Paris")
     assert texts(asked) == ["City for Ada?"]
     assert asked["flow_id"] == "address"
@@ -95,7 +95,7 @@ async def test_trigger_flow_runs_the_sub_flow_then_returns(
 async def test_an_end_completes_the_run_and_the_next_message_starts_a_new_one(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "ask",
             {
@@ -149,11 +149,11 @@ def versioned_flow(version: str, reply: str) -> dict[str, Any]:
 
 
 async def test_a_conversation_stays_on_its_flow_version_until_it_ends(engine: ExecutionService) -> None:
-    await engine.publish_flow(versioned_flow("1.0.0", "old"), make_default=True)
+    await engine.catalogue.publish_document(versioned_flow("1.0.0", "old"), make_default=True)
     [first] = await talk(engine, "old", "hi")
     assert (texts(first), first["flow_version"]) == (["old"], "1.0.0")
 
-    await engine.publish_flow(versioned_flow("1.1.0", "new"))
+    await engine.catalogue.publish_document(versioned_flow("1.1.0", "new"))
     [still_old] = await talk(engine, "old", "hi")
     assert (texts(still_old), still_old["flow_version"]) == (["old"], "1.0.0")
     [fresh] = await talk(engine, "new", "hi")
@@ -163,15 +163,17 @@ async def test_a_conversation_stays_on_its_flow_version_until_it_ends(engine: Ex
     assert texts(ended) == ["bye"]
     assert (texts(next_run), next_run["flow_version"]) == (["new"], "1.1.0")
 
-    await engine.publish_flow(versioned_flow("1.0.0", "old"))  # rollback: publish the older one again
+    await engine.catalogue.publish_document(
+        versioned_flow("1.0.0", "old")
+    )  # rollback: publish the older one again
     [rolled_back] = await talk(engine, "third", "hi")
     assert rolled_back["flow_version"] == "1.0.0"
 
 
 async def test_force_flow_picks_the_flow(engine: ExecutionService) -> None:
-    await engine.publish_flow(versioned_flow("1.0.0", "main"), make_default=True)
+    await engine.catalogue.publish_document(versioned_flow("1.0.0", "main"), make_default=True)
     other = flow("w", {"w": wait(on("any_input", "say")), "say": response("other", go("w"))}, flow_id="other")
-    await engine.publish_flow(other)
+    await engine.catalogue.publish_document(other)
     [forced] = await talk(engine, "c1", "hi", hints=Hints(force_flow="other"))
     assert (texts(forced), forced["flow_id"]) == (["other"], "other")
     [kept] = await talk(engine, "c1", "hi")  # no hint: the conversation stays on its flow
@@ -181,7 +183,7 @@ async def test_force_flow_picks_the_flow(engine: ExecutionService) -> None:
 
 
 async def test_a_message_id_already_processed_returns_the_stored_reply(engine: ExecutionService) -> None:
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {
@@ -203,7 +205,7 @@ async def test_a_message_id_already_processed_returns_the_stored_reply(engine: E
 
 async def test_history_and_the_store_sink_hold_the_turn_events(engine: ExecutionService) -> None:
     await engine.store.put_tenant(Tenant(TENANT))
-    await engine.publish_flow(
+    await engine.catalogue.publish_document(
         flow(
             "w",
             {

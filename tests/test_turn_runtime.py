@@ -13,9 +13,10 @@ from aiohttp import web
 
 from mcp_engine import Action, TurnView, hookimpl
 from mcp_engine.errors import ConcurrentUpdate, DeadlineExceeded
-from mcp_engine.plugin_manager import Registry, create_plugin_manager
 from mcp_engine.runtime.execution import ExecutionService
+from mcp_engine.runtime.timers import fire_due_timers
 from mcp_engine.store.base import Tenant
+from tests.conftest import States
 from tests.turnkit import (
     TENANT,
     end,
@@ -38,15 +39,13 @@ LATER = 3600.0  # seconds: "now" for fire_due_timers, well after every timer of 
 
 # --- the turn deadline --------------------------------------------------------------------------
 
-STALL = asyncio.Event()  # never set: a stalled action waits until the turn is abandoned
-
 
 class Stall(Action):
     name = "stall"
     description = "Waits for nothing, ignoring the turn's deadline (tests)."
 
     async def run(self, turn: TurnView) -> None:
-        await asyncio.wait_for(STALL.wait(), LATER)
+        await asyncio.sleep(LATER)  # until the turn is abandoned
 
 
 class StallPlugin:
@@ -55,14 +54,14 @@ class StallPlugin:
         return [Stall]
 
 
-async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(tmp_path: Path) -> None:
-    pm = create_plugin_manager(load_entrypoints=False)
-    pm.register(StallPlugin(), name="stall")
+async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(
+    tmp_path: Path, states: States
+) -> None:
     engine = await open_engine(
-        tmp_path / "engine.db", Registry.from_plugin_manager(pm), STATE_EXECUTION_TIMEOUT_MS=1500
+        tmp_path / "engine.db", states.registry(StallPlugin()), STATE_EXECUTION_TIMEOUT_MS=1500
     )
     try:
-        await engine.publish_flow(
+        await engine.catalogue.publish_document(
             flow(
                 "w",
                 {
@@ -95,7 +94,7 @@ async def test_a_turn_longer_than_the_deadline_is_abandoned_and_writes_nothing(t
         await engine.close()
 
 
-async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path) -> None:
+async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path, states: States) -> None:
     """The REST client never runs past the turn's deadline (ARCHITECTURE.md): a call slower than
     STATE_EXECUTION_TIMEOUT_MS ends as a ``timeout`` error the flow handles, whatever its own timeout_ms."""
     release = asyncio.Event()
@@ -106,10 +105,10 @@ async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path) -
 
     app = web.Application()
     app.router.add_get("/slow", slow)
-    engine = await open_engine(tmp_path / "engine.db", STATE_EXECUTION_TIMEOUT_MS=200)
+    engine = await open_engine(tmp_path / "engine.db", states.registry(), STATE_EXECUTION_TIMEOUT_MS=200)
     try:
         async with serve(app) as url:
-            await engine.publish_flow(
+            await engine.catalogue.publish_document(
                 flow(
                     "w",
                     {
@@ -155,7 +154,7 @@ def counter_flow() -> dict[str, Any]:
 
 
 async def test_messages_of_one_conversation_are_processed_one_at_a_time(engine: ExecutionService) -> None:
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     replies = await asyncio.gather(*(engine.process_message(TENANT, "c1", msg(f"m{i}")) for i in range(20)))
     assert len(replies) == 20
     state = await engine.get_state(TENANT, "c1")
@@ -166,7 +165,7 @@ async def test_messages_of_one_conversation_are_processed_one_at_a_time(engine: 
 
 
 async def test_different_conversations_run_side_by_side(engine: ExecutionService) -> None:
-    await engine.publish_flow(counter_flow(), make_default=True)
+    await engine.catalogue.publish_document(counter_flow(), make_default=True)
     await asyncio.gather(*(engine.process_message(TENANT, f"c{i % 5}", msg("x")) for i in range(15)))
     for i in range(5):
         assert (await engine.get_state(TENANT, f"c{i}"))["variables"]["n"] == 3
@@ -196,17 +195,17 @@ def timer_flow() -> dict[str, Any]:
     )
 
 
-async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path) -> None:
-    first = await open_engine(tmp_path / "engine.db")
-    second = await open_engine(tmp_path / "engine.db")
+async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path, states: States) -> None:
+    first = await open_engine(tmp_path / "engine.db", states.registry())
+    second = await open_engine(tmp_path / "engine.db", states.registry())
     try:
-        await first.publish_flow(timer_flow(), make_default=True)
+        await first.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(first, "c1", "hi")
         assert (await first.get_state(TENANT, "c1"))["current_state"] == "w"
         now = time.time() + LATER
-        fired = await asyncio.gather(first.fire_due_timers(now=now), second.fire_due_timers(now=now))
+        fired = await asyncio.gather(fire_due_timers(first, now=now), fire_due_timers(second, now=now))
         assert [m["text"] for f in fired for t in f for m in t["messages"]] == ["Are you there?"]
-        assert await first.fire_due_timers(now=now) == await second.fire_due_timers(now=now) == []
+        assert await fire_due_timers(first, now=now) == await fire_due_timers(second, now=now) == []
         state = await second.get_state(TENANT, "c1")
         assert state["current_state"] == "parked"
         types = await history_types(first, "c1")
@@ -217,27 +216,27 @@ async def test_two_engines_on_one_store_fire_a_timeout_once(tmp_path: Path) -> N
 
 
 async def test_a_timer_of_a_state_left_fires_nothing(engine: ExecutionService) -> None:
-    await engine.publish_flow(timer_flow(), make_default=True)
+    await engine.catalogue.publish_document(timer_flow(), make_default=True)
     await talk(engine, "c1", "hi")
     [stale] = await engine.store.due_timers(time.time() + LATER)
     await talk(engine, "c1", "move")
-    assert await engine.fire_due_timers(now=time.time() + LATER) == []
+    assert await fire_due_timers(engine, now=time.time() + LATER) == []
     assert await engine.store.claim_timer(stale) is False
     assert (await engine.get_state(TENANT, "c1"))["current_state"] == "elsewhere"
 
     # back in "w": only the new visit's timer fires, once
     await talk(engine, "c1", "back")
-    fired = await engine.fire_due_timers(now=time.time() + LATER)
+    fired = await fire_due_timers(engine, now=time.time() + LATER)
     assert [t["messages"][0]["text"] for t in fired] == ["Are you there?"]
     assert await engine.store.claim_timer(stale) is False
 
 
 async def test_a_wait_state_resumed_after_a_digression_still_times_out(engine: ExecutionService) -> None:
-    await engine.publish_flow(timer_flow(), make_default=True)
+    await engine.catalogue.publish_document(timer_flow(), make_default=True)
     [_, helped] = await talk(engine, "c1", "hi", "help")
     assert texts(helped) == ["help text"]
     assert helped["current_state"] == "w"
-    fired = await engine.fire_due_timers(now=time.time() + LATER)
+    fired = await fire_due_timers(engine, now=time.time() + LATER)
     assert [t["messages"][0]["text"] for t in fired] == ["Are you there?"]
 
 
@@ -252,9 +251,9 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
     app.router.add_post("/hook", hook)
     async with serve(app) as url:
         await engine.store.put_tenant(Tenant(TENANT, outbound_webhook=f"{url}/hook"))
-        await engine.publish_flow(timer_flow(), make_default=True)
+        await engine.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(engine, "c1", "hi")
-        await engine.fire_due_timers(now=time.time() + LATER)
+        await fire_due_timers(engine, now=time.time() + LATER)
         await engine.sinks.drain()
     assert len(received) == 1
     assert received[0]["tenant_id"] == TENANT
@@ -266,12 +265,12 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
     assert "timer_fired" in stored
 
 
-async def test_two_engines_on_one_file_never_lose_an_update(tmp_path: Path) -> None:
+async def test_two_engines_on_one_file_never_lose_an_update(tmp_path: Path, states: States) -> None:
     """The embedded store's locks are in-process; across engines its compare-and-set keeps the context
     right: a turn either commits or fails with ConcurrentUpdate (safe to retry), never overwrites."""
-    engines = [await open_engine(tmp_path / "engine.db") for _ in range(2)]
+    engines = [await open_engine(tmp_path / "engine.db", states.registry()) for _ in range(2)]
     try:
-        await engines[0].publish_flow(counter_flow(), make_default=True)
+        await engines[0].catalogue.publish_document(counter_flow(), make_default=True)
         await talk(engines[0], "c1", "first")
         results = await asyncio.gather(
             *(engines[i % 2].process_message(TENANT, "c1", msg(f"m{i}")) for i in range(10)),

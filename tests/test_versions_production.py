@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mcp_engine.runtime.execution import ExecutionService
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.postgres import ProductionStore
 from tests.engine_fixtures import engine_settings
 from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
@@ -34,7 +34,7 @@ def versioned(version: str, word: str) -> dict[str, Any]:
 async def engine() -> AsyncIterator[ExecutionService]:
     async with fresh_backing("v") as name:
         store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
-        engine = ExecutionService(store, settings=engine_settings(), services=Services(env={}))
+        engine = ExecutionService(store, settings=engine_settings(), services=EngineServices(env={}))
         await engine.start()
         try:
             yield engine
@@ -50,11 +50,11 @@ async def say(engine: ExecutionService, conversation: str, text: str) -> tuple[l
 async def test_old_runs_finish_on_their_version_new_runs_take_the_published_one(
     engine: ExecutionService,
 ) -> None:
-    await engine.publish_flow(versioned("1.0.0", "one"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.0.0", "one"), make_default=True)
     for c in ("old1", "old2"):
         assert await say(engine, c, "hi") == (["hello one"], "1.0.0")
 
-    await engine.publish_flow(versioned("1.1.0", "two"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.1.0", "two"), make_default=True)
     published = await engine.store.published(TENANT, "f")
     assert published is not None
     assert published.version == "1.1.0"
@@ -64,7 +64,7 @@ async def test_old_runs_finish_on_their_version_new_runs_take_the_published_one(
     assert await say(engine, "old1", "again") == (["hello two"], "1.1.0")  # a new run: the new version
 
     # rollback: 1.0.0 is stored unchanged (immutable) and published again, for new runs only
-    await engine.publish_flow(versioned("1.0.0", "one"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.0.0", "one"), make_default=True)
     assert await say(engine, "new", "done") == (["bye two"], "1.1.0")
     assert await say(engine, "after", "hi") == (["hello one"], "1.0.0")
     versions = await engine.store.list_versions(TENANT, "f")
@@ -72,7 +72,7 @@ async def test_old_runs_finish_on_their_version_new_runs_take_the_published_one(
 
 
 async def test_a_published_version_cannot_be_changed(engine: ExecutionService) -> None:
-    await engine.publish_flow(versioned("1.0.0", "one"), make_default=True)
+    await engine.catalogue.publish_document(versioned("1.0.0", "one"), make_default=True)
     with pytest.raises(Exception, match="already stored with other content"):
-        await engine.publish_flow(versioned("1.0.0", "changed"), make_default=True)
+        await engine.catalogue.publish_document(versioned("1.0.0", "changed"), make_default=True)
     assert await say(engine, "c1", "hi") == (["hello one"], "1.0.0")

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mcp_engine.config import EngineSettings
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
 from mcp_engine.store.sqlite import SQLiteStore
 

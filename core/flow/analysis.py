@@ -13,19 +13,24 @@ from itertools import combinations
 from mcp_engine.expressions.nodes import Compare, Const, Node, path_of
 from mcp_engine.flow.models import Flow, Transition
 from mcp_engine.flow.problems import Problem, pointer
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 
 Path = tuple[str | int, ...]
-INPUT_KINDS_EXCLUSIVE = {"timeout": {"any_input", "intent_match", "low_confidence"}}
 
 
 @dataclass
 class FlowGraph:
-    """What the checks need: per state its successors, and which states wait for input."""
+    """What the checks need: per state its successors, and which states wait for input.
+
+    ``named_states`` holds, per state, every state its part of the document names (its transitions'
+    targets, and what its actions and configuration refer to, such as a sub-flow's return state), as the
+    reference checker found them through the plugins' ``references()``.
+    """
 
     flow: Flow
     registry: Registry
     expressions: dict[Path, Node]
+    named_states: dict[str, list[str]]
 
     def kind(self, transition: Transition) -> str:
         condition = self.registry.conditions.get(transition.condition)
@@ -40,21 +45,14 @@ class FlowGraph:
         return any(self.kind(t) == "input" for t in state.transitions)
 
     def successors(self, name: str) -> Iterator[str]:
-        state = self.flow.states[name]
-        for transition in state.transitions:
-            yield transition.target_state
-        for action in [
-            *state.entry_actions,
-            *state.exit_actions,
-            *(a for t in state.transitions for a in t.actions),
-        ]:
-            if action.type == "trigger_flow" and isinstance(action.params().get("return_state"), str):
-                yield action.params()["return_state"]
+        yield from self.named_states.get(name, ())
 
     def always_true(self, name: str, index: int) -> bool:
-        transition = self.flow.states[name].transitions[index]
+        """The transition's condition is its expression, and that is a true constant."""
+        condition = self.registry.conditions.get(self.flow.states[name].transitions[index].condition)
         node = self.expressions.get(("states", name, "transitions", index, "expression"))
-        return transition.condition == "expression" and isinstance(node, Const) and bool(node.value)
+        reads = condition is not None and condition.reads_expression
+        return reads and isinstance(node, Const) and bool(node.value)
 
 
 def analyse(graph: FlowGraph) -> list[Problem]:
@@ -206,17 +204,14 @@ def _priority_conflicts(graph: FlowGraph) -> Iterator[Problem]:
 def _exclusive(graph: FlowGraph, state: str, i: int, j: int) -> bool:
     """True when two transitions provably cannot hold for the same event."""
     a, b = graph.flow.states[state].transitions[i], graph.flow.states[state].transitions[j]
-    pair = {a.condition, b.condition}
-    if a.condition == b.condition == "intent_match":
-        return a.condition_value != b.condition_value
-    if pair == {"integration_success", "integration_error"} or pair == {"intent_match", "low_confidence"}:
+    kind_a, kind_b = graph.registry.conditions.get(a.condition), graph.registry.conditions.get(b.condition)
+    if kind_a is None or kind_b is None:
+        return False
+    if kind_a.excludes(a.condition_value, kind_b, b.condition_value) or kind_b.excludes(
+        b.condition_value, kind_a, a.condition_value
+    ):
         return True
-    if a.condition == b.condition == "integration_error":
-        return bool(a.condition_value and b.condition_value and a.condition_value != b.condition_value)
-    for left, right in ((a.condition, b.condition), (b.condition, a.condition)):
-        if right in INPUT_KINDS_EXCLUSIVE.get(left, set()):
-            return True
-    if a.condition == b.condition == "expression":
+    if kind_a is kind_b and kind_a.reads_expression:
         na = graph.expressions.get(("states", state, "transitions", i, "expression"))
         nb = graph.expressions.get(("states", state, "transitions", j, "expression"))
         return _equals_other_constants(na, nb)

@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from mcp_engine.contract import ConditionType, Reference
 from mcp_engine.expressions.evaluate import paths
 from mcp_engine.expressions.nodes import Node
 from mcp_engine.expressions.parser import ExpressionError, parse
 from mcp_engine.flow.models import Action, Flow
 from mcp_engine.flow.problems import Problem, pointer
-from mcp_engine.kinds import ConditionType, Reference
-from mcp_engine.plugin_manager import Kind, Registry
+from mcp_engine.registry import Kind, PluginUse, Registry, enables, named
 from mcp_engine.runtime.templates import TemplateCompileError, TemplateEngine
 
 Path = tuple[str | int, ...]
@@ -65,6 +65,7 @@ class ReferenceChecker:
     configs: dict[str, BaseModel] = field(default_factory=dict)
     uses: list[_Use] = field(default_factory=list)
     expressions: dict[Path, Node] = field(default_factory=dict)
+    plugins_used: list[PluginUse] = field(default_factory=list)
     _templates: TemplateEngine = field(default_factory=TemplateEngine)
 
     def error(self, path: Path, message: str, code: str) -> None:
@@ -73,14 +74,15 @@ class ReferenceChecker:
     def run(self) -> list[Problem]:
         flow = self.flow
         self.use(Reference("state", flow.initial_state), ("initial_state",))
+        self.check_plugins()
         for name, integration in flow.integrations.items():
-            if self.registry.integration_clients.get(integration.type) is None:
-                self.error(
-                    ("integrations", name, "type"),
-                    f"unknown integration type '{integration.type}' "
-                    f"(known: {known(self.registry.integration_clients.names())})",
-                    "unknown-integration-type",
-                )
+            self.lookup(
+                self.registry.integration_clients,
+                integration.type,
+                ("integrations", name, "type"),
+                "unknown-integration-type",
+                "integration type",
+            )
         self.check_classifier()
         handlers = flow.global_handlers
         for intent, handler in handlers.intents.items():
@@ -113,17 +115,64 @@ class ReferenceChecker:
         self.resolve()
         return self.problems
 
+    def lookup(
+        self, kind: Kind[Any], name: str, path: Path, code: str, what: str | None = None
+    ) -> type[Any] | None:
+        """The class registered as ``name``, noting that the flow uses it; else an error at ``path``: an
+        unknown name (with near matches), or one the tenant's enabled plugins leave out (naming both)."""
+        found = kind.get(name)
+        if found is not None:
+            self.plugins_used.append(
+                PluginUse(f"{kind.label} '{name}'", kind.providers[name], pointer(*path))
+            )
+            return found
+        hidden = kind.hidden.get(name)
+        if hidden is not None:
+            self.error(
+                path,
+                f"{kind.label} '{name}' comes from {hidden}, which tenant '{self.registry.tenant_id}' "
+                "has not enabled",
+                "plugin-not-enabled",
+            )
+        else:
+            names = kind.names()
+            self.error(
+                path,
+                f"unknown {what or kind.label} '{name}'{near(name, names)} (known: {known(names)})",
+                code,
+            )
+        return None
+
+    def check_plugins(self) -> None:
+        """The flow's ``plugins``: each an installed plugin or distribution that the tenant has enabled."""
+        registry = self.registry
+        for i, name in enumerate(self.flow.plugins):
+            path = ("plugins", i)
+            matching = [p for p in registry.providers() if named(name, p)]
+            usable = [p for p in matching if enables(registry.enabled, p)]
+            skipped = [s for s in registry.skipped if named(name, s.provider)]
+            if usable:
+                self.plugins_used.extend(PluginUse(f"plugin '{name}'", p, pointer(*path)) for p in usable)
+            elif matching:
+                self.error(
+                    path,
+                    f"plugin '{name}' ({matching[0]}) is not enabled for tenant '{registry.tenant_id}'",
+                    "plugin-not-enabled",
+                )
+            elif skipped:
+                self.error(
+                    path, f"plugin '{name}' is installed but skipped: {skipped[0].reason}", "unknown-plugin"
+                )
+            else:
+                installed = sorted({p.plugin for p in registry.providers() if not p.builtin})
+                listed = f"{near(name, installed)} (installed: {known(installed)})"
+                self.error(path, f"plugin '{name}' is not installed{listed}", "unknown-plugin")
+
     def check_classifier(self) -> None:
         settings = self.flow.settings
         kind = self.registry.classifiers
-        classifier = kind.get(settings.classifier)
+        classifier = self.lookup(kind, settings.classifier, ("settings", "classifier"), "unknown-classifier")
         if classifier is None:
-            self.error(
-                ("settings", "classifier"),
-                f"unknown intent classifier '{settings.classifier}'{near(settings.classifier, kind.names())} "
-                f"(known: {known(kind.names())})",
-                "unknown-classifier",
-            )
             return
         try:
             classifier.Config.model_validate(settings.classifier_config)
@@ -131,13 +180,8 @@ class ReferenceChecker:
             self.problems.extend(pydantic_problems(exc, ("settings", "classifier_config")))
 
     def configure(self, kind: Kind[Any], name: str, config: dict[str, Any], path: Path) -> BaseModel | None:
-        plugin = kind.get(name)
+        plugin = self.lookup(kind, name, (*path, "type"), f"unknown-{kind.label.replace(' ', '-')}")
         if plugin is None:
-            self.error(
-                (*path, "type"),
-                f"unknown {kind.label} '{name}'{near(name, kind.names())} (known: {known(kind.names())})",
-                f"unknown-{kind.label.replace(' ', '-')}",
-            )
             return None
         try:
             parsed: BaseModel = plugin.Config.model_validate(config)
@@ -163,14 +207,10 @@ class ReferenceChecker:
     def check_condition(
         self, state: str, name: str, value: str | None, expression: str | None, path: Path
     ) -> None:
-        condition: type[ConditionType] | None = self.registry.conditions.get(name)
-        kind = self.registry.conditions
+        condition: type[ConditionType] | None = self.lookup(
+            self.registry.conditions, name, (*path, "condition"), "unknown-condition"
+        )
         if condition is None:
-            self.error(
-                (*path, "condition"),
-                f"unknown condition '{name}'{near(name, kind.names())} (known: {known(kind.names())})",
-                "unknown-condition",
-            )
             return
         if condition.value == "required" and not value:
             self.error(
@@ -183,11 +223,9 @@ class ReferenceChecker:
                 self.error((*path, "condition_value"), str(exc), "bad-value")
             for ref in condition.value_references(value):
                 self.use(ref, (*path, "condition_value"))
-        if name == "expression":
+        if condition.reads_expression:
             if not expression:
-                self.error(
-                    (*path, "expression"), "condition 'expression' needs an expression", "missing-value"
-                )
+                self.error((*path, "expression"), f"condition '{name}' needs an expression", "missing-value")
             else:
                 self.use(Reference("expression", expression), (*path, "expression"))
         elif expression is not None:
@@ -197,6 +235,15 @@ class ReferenceChecker:
 
     def use(self, ref: Reference, path: Path) -> None:
         self.uses.append(_Use(ref, path))
+
+    def named_states(self) -> dict[str, list[str]]:
+        """Per state, the states its part of the document names (transition targets, and what its actions
+        and configuration refer to), in the order they were found."""
+        named: dict[str, list[str]] = {name: [] for name in self.flow.states}
+        for use in self.uses:
+            if use.ref.kind == "state" and use.path[:1] == ("states",) and use.path[1] in named:
+                named[str(use.path[1])].append(use.ref.value)
+        return named
 
     def resolve(self) -> None:
         """Resolve every collected reference; slots last, once every collected slot is known."""
@@ -235,21 +282,14 @@ class ReferenceChecker:
             if use.ref.value not in collected:
                 self.error(
                     use.path,
-                    f"slot '{use.ref.value}' is not collected by any slot_filling state"
-                    f"{near(use.ref.value, collected)}",
+                    f"slot '{use.ref.value}' is not collected by any state{near(use.ref.value, collected)}",
                     "unknown-slot",
                 )
 
     def check_rule(self, rule: str, path: Path) -> None:
         kind_name, sep, argument = rule.partition(":")
-        kind = self.registry.rule_kinds.get(kind_name.strip())
+        kind = self.lookup(self.registry.rule_kinds, kind_name.strip(), path, "bad-rule")
         if kind is None:
-            names = self.registry.rule_kinds.names()
-            self.error(
-                path,
-                f"unknown rule kind '{kind_name}'{near(kind_name, names)} (known: {known(names)})",
-                "bad-rule",
-            )
             return
         try:
             kind.parse(argument if sep else None)

@@ -20,7 +20,10 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from mcp_engine.flow.models import Action, Flow, Transition
+from mcp_engine.registry import Registry
 
 NodeKind = Literal["start", "state", "end", "global", "flow", "missing"]
 START_ID = "start__"
@@ -73,7 +76,7 @@ def shorten(text: str, limit: int = LABEL_CHARS) -> str:
 def condition_label(transition: Transition) -> tuple[str, ...]:
     """``intent_match: order_pizza`` / ``expression: variables.price > 50`` and ``p=10``."""
     head = transition.condition
-    detail = transition.expression if transition.condition == "expression" else transition.condition_value
+    detail = transition.expression or transition.condition_value  # a valid flow sets at most the one read
     if detail:
         head = f"{head}: {shorten(detail)}"
     return head, f"p={transition.priority}"
@@ -103,7 +106,19 @@ class _Ids:
         return self._by_key[key]
 
 
-def build_graph(flow: Flow) -> Graph:
+def _links(action: Action, registry: Registry) -> tuple[list[str], list[str]]:
+    """The flows and the states an action names (a sub-flow and its return state), by its references."""
+    cls = registry.actions.get(action.type)
+    if cls is None:
+        return [], []
+    try:
+        refs = list(cls.references(cls.Config.model_validate(action.params())))
+    except ValidationError:  # a flow with errors is still drawn, without this action's links
+        return [], []
+    return [r.value for r in refs if r.kind == "flow"], [r.value for r in refs if r.kind == "state"]
+
+
+def build_graph(flow: Flow, registry: Registry) -> Graph:
     """Every state, transition, global handler and sub-flow link of ``flow`` as nodes and edges."""
     ids = _Ids()
     initial = ids.get("st", flow.initial_state)
@@ -114,22 +129,23 @@ def build_graph(flow: Flow) -> Graph:
 
     def link_sub_flows(source: str, actions: list[Action]) -> None:
         for action in actions:
-            params = action.params()
-            if action.type != "trigger_flow" or not isinstance(params.get("flow_id"), str):
-                continue
-            flow_id = params["flow_id"]
-            node = sub_flows.setdefault(flow_id, Node(ids.get("fl", flow_id), (f"flow:{flow_id}",), "flow"))
-            links = [Edge(source, node.id, ("trigger_flow",), dashed=True)]
-            if isinstance(params.get("return_state"), str):
-                links.append(Edge(node.id, ids.get("st", params["return_state"]), ("return",), dashed=True))
-            for edge in links:
-                if edge not in seen_links:
-                    seen_links.add(edge)
-                    edges.append(edge)
+            flow_ids, states = _links(action, registry)
+            for flow_id in flow_ids:
+                node = sub_flows.setdefault(
+                    flow_id, Node(ids.get("fl", flow_id), (f"flow:{flow_id}",), "flow")
+                )
+                links = [Edge(source, node.id, (action.type,), dashed=True)]
+                links += [Edge(node.id, ids.get("st", state), ("return",), dashed=True) for state in states]
+                for edge in links:
+                    if edge not in seen_links:
+                        seen_links.add(edge)
+                        edges.append(edge)
 
     for name, state in flow.states.items():
         source = ids.get("st", name)
-        nodes.append(Node(source, (name, state.type), "end" if state.type == "end" else "state", name))
+        state_type = registry.state_types.get(state.type)
+        ends = state_type is not None and state_type.ends_run
+        nodes.append(Node(source, (name, state.type), "end" if ends else "state", name))
         link_sub_flows(source, state.entry_actions)
         for index, transition in enumerate(state.transitions):
             target = ids.get("st", transition.target_state)
@@ -161,10 +177,10 @@ def edge_id(index: int) -> str:
     return f"edge_{index}"
 
 
-def graph_data(flow: Flow) -> dict[str, Any]:
+def graph_data(flow: Flow, registry: Registry) -> dict[str, Any]:
     """The graph as JSON-ready data: what each node and edge id of the DOT/SVG stands for. The start
     point and its arrow to the initial state come first; a transition's edge names its state and index."""
-    graph = build_graph(flow)
+    graph = build_graph(flow, registry)
     start = Node(START_ID, (), "start")
     entry = Edge(START_ID, graph.initial, ())
     nodes = [{**asdict(node), "lines": list(node.lines)} for node in (start, *graph.nodes)]
@@ -199,9 +215,9 @@ def mermaid_text(lines: tuple[str, ...]) -> str:
     return '"' + "<br/>".join(escaped) + '"'
 
 
-def to_mermaid(flow: Flow) -> str:
+def to_mermaid(flow: Flow, registry: Registry) -> str:
     """A Mermaid ``flowchart``: rounded states, stadium-shaped ends, subroutine-shaped sub-flows."""
-    graph = build_graph(flow)
+    graph = build_graph(flow, registry)
     title = json.dumps(graph.title, ensure_ascii=False)  # a JSON string is a valid YAML scalar
     out = ["---", f"title: {title}", "---", "flowchart TD", f'    {START_ID}(("start"))']
     for node in graph.nodes:
@@ -235,10 +251,10 @@ _DOT_STYLES: dict[NodeKind, str] = {
 }
 
 
-def to_dot(flow: Flow) -> str:
+def to_dot(flow: Flow, registry: Registry) -> str:
     """A Graphviz ``digraph``; the initial state is bold and entered from a start point. Nodes and
     edges carry ``id`` attributes (the ids of ``graph_data``), which Graphviz copies into its SVG."""
-    graph = build_graph(flow)
+    graph = build_graph(flow, registry)
     out = [
         f"digraph {dot_text((flow.flow_id,))} {{",
         f"    graph [label={dot_text((graph.title,))}, labelloc=t, fontname=Helvetica];",
@@ -259,8 +275,8 @@ def to_dot(flow: Flow) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_svg(flow: Flow, timeout: float = 20.0) -> str:
-    """Render ``to_dot(flow)`` with Graphviz's ``dot -Tsvg``; Graphviz is a system tool, not a wheel."""
+def to_svg(flow: Flow, registry: Registry, timeout: float = 20.0) -> str:
+    """Render ``to_dot`` with Graphviz's ``dot -Tsvg``; Graphviz is a system tool, not a wheel."""
     dot = shutil.which("dot")
     if dot is None:
         raise RuntimeError(
@@ -269,7 +285,11 @@ def to_svg(flow: Flow, timeout: float = 20.0) -> str:
         )
     try:
         result = subprocess.run(
-            [dot, "-Tsvg"], input=to_dot(flow).encode(), capture_output=True, timeout=timeout, check=False
+            [dot, "-Tsvg"],
+            input=to_dot(flow, registry).encode(),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"Graphviz 'dot' did not finish within {timeout:g} s") from exc

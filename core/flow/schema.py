@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mcp_engine.flow.models import Flow
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REF = "#/$defs/{model}"

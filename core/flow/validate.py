@@ -21,7 +21,7 @@ from mcp_engine.flow.gc_pause import paused_gc
 from mcp_engine.flow.loader import Source, parse_text, read_file
 from mcp_engine.flow.models import Flow, State
 from mcp_engine.flow.problems import Problem
-from mcp_engine.plugin_manager import Registry, default_registry
+from mcp_engine.registry import PluginUse, Registry, default_registry
 
 PLACEHOLDERS = {"flow_id": "invalid", "tenant_id": "invalid", "name": "invalid", "version": "0.0.0"}
 
@@ -33,6 +33,7 @@ class ValidationResult:
     problems: list[Problem] = field(default_factory=list)
     flow: Flow | None = None
     source: str | None = None
+    plugins_used: list[PluginUse] = field(default_factory=list)  # every plugin kind the flow names
 
     @property
     def errors(self) -> list[Problem]:
@@ -68,10 +69,11 @@ def _validate(data: Any, registry: Registry, source: Source | None) -> Validatio
         state_names = set(data["states"]) if partial else set(flow.states)
         checker = ReferenceChecker(flow, registry, state_names)
         result.problems.extend(checker.run())
+        result.plugins_used = checker.plugins_used
         if not partial:
             result.flow = flow
             if not result.errors:
-                configured = FlowGraph(flow, registry, checker.expressions)
+                configured = FlowGraph(flow, registry, checker.expressions, checker.named_states())
                 result.problems.extend(analyse(configured))
     if source is not None:
         result.problems = [

@@ -9,27 +9,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp_engine.contract import (
+    Action,
+    IntegrationClient,
+    IntentClassifier,
+    RuleKind,
+    Services,
+    StateType,
+    Template,
+)
 from mcp_engine.errors import InvalidInput
 from mcp_engine.expressions.evaluate import compile_expression
 from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Action as ActionModel
 from mcp_engine.flow.models import Flow, State
-from mcp_engine.kinds import Action, IntegrationClient, IntentClassifier, RuleKind, StateType
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import PluginUse, Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
-from mcp_engine.runtime.services import Services
 from mcp_engine.runtime.templates import TemplateEngine
-from mcp_engine.runtime.view import Template
-
-DEFAULT_CLASSIFIER = "builtin"
 
 
 @dataclass
 class CompiledTransition:
     target: str
     actions: list[Action]
-    intent: str | None  # the intent an intent_match transition names
 
 
 @dataclass
@@ -46,7 +49,8 @@ class CompiledState:
     candidates: tuple[str, ...]  # intents classified when a message arrives here
     own_intents: frozenset[str]  # intents this state's transitions name: global handlers yield to them
     threshold: float
-    timeout_ms: int | None = None  # a wait state's server-side timeout
+    fallback_intent: str | None  # taken below the threshold
+    timeout_ms: int | None  # the server-side timeout armed on entry
 
 
 @dataclass
@@ -57,6 +61,7 @@ class CompiledFlow:
     integrations: dict[str, IntegrationClient]
     templates: TemplateEngine
     evaluators: list[Evaluator] = field(default_factory=list)
+    needs: tuple[PluginUse, ...] = ()  # the third-party plugins it uses: each must be enabled to run
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -92,7 +97,7 @@ def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Ser
     """Instantiate every plugin of ``flow`` and compile its rulesets; ``flow`` is already validated."""
     templates = TemplateEngine()
     assets = _Assets(flow, registry, templates)
-    classifier_cls = registry.classifiers.get(flow.settings.classifier or DEFAULT_CLASSIFIER)
+    classifier_cls = registry.classifiers.get(flow.settings.classifier)
     if classifier_cls is None:
         raise InvalidInput(f"intent classifier '{flow.settings.classifier}' is not installed")
     classifier = classifier_cls(
@@ -138,24 +143,24 @@ def _compile_state(
         raise InvalidInput(f"state type '{state.type}' is not installed")
     plugin = cls(name, cls.Config.model_validate(state.config))
     plugin.prepare(assets)
-    ruleset = compile_state(flow, name, registry)
+    ruleset = compile_state(flow, name, registry, plugin)
     transitions = [
-        CompiledTransition(
-            t.target_state,
-            _actions(t.actions, registry, assets),
-            t.condition_value if t.condition == "intent_match" else None,
-        )
-        for t in state.transitions
+        CompiledTransition(t.target_state, _actions(t.actions, registry, assets)) for t in state.transitions
     ]
-    own = frozenset(t.intent for t in transitions if t.intent)
     kinds = [registry.conditions.get(t.condition) for t in state.transitions]
+    own = tuple(
+        dict.fromkeys(
+            ref.value
+            for kind, t in zip(kinds, state.transitions, strict=True)
+            if kind is not None
+            for ref in kind.value_references(t.condition_value)
+            if ref.kind == "intent"
+        )
+    )
     has_input = any(k is not None and k.kind == "input" for k in kinds)
-    patterns = list(getattr(plugin.config, "intent_patterns", None) or ())
-    if state.type == "intent":
-        candidates = tuple(dict.fromkeys([*(patterns or flow.intents), *handler_intents]))
-    else:
-        candidates = tuple(dict.fromkeys([*own, *handler_intents]))
-    own_threshold = getattr(plugin.config, "confidence_threshold", None)
+    classification = plugin.classification(flow)
+    candidates = own if classification.candidates is None else classification.candidates
+    threshold = classification.threshold
     return CompiledState(
         name=name,
         model=state,
@@ -166,8 +171,9 @@ def _compile_state(
         entry_actions=_actions(state.entry_actions, registry, assets),
         exit_actions=_actions(state.exit_actions, registry, assets),
         waits=cls.consumes_input or cls.ends_run or has_input,
-        candidates=candidates,
-        own_intents=own,
-        threshold=own_threshold if own_threshold is not None else flow.settings.confidence_threshold,
-        timeout_ms=getattr(plugin.config, "timeout_ms", None) if state.type == "wait" else None,
+        candidates=tuple(dict.fromkeys([*candidates, *handler_intents])),
+        own_intents=frozenset(own),
+        threshold=flow.settings.confidence_threshold if threshold is None else threshold,
+        fallback_intent=classification.fallback_intent,
+        timeout_ms=plugin.timeout_ms(),
     )

@@ -46,7 +46,7 @@ def start_run(context: dict[str, Any], flow: Flow) -> None:
         intent=None,
         return_stack=[],
         no_match_count=0,
-        slot_filling={"exhausted": False, "retries": {}},
+        state_data={},
         last_integration=None,
         timer=None,
         run={"id": uuid.uuid4().hex, "completed": False},
@@ -59,8 +59,9 @@ def remember(items: list[Any], item: Any) -> None:
         del items[: len(items) - HISTORY_KEEP]
 
 
-def namespace(context: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
-    """The names of SPEC §4's expression language (and of templates) over the context."""
+def namespace(context: dict[str, Any], event: dict[str, Any] | None, failed: bool = False) -> dict[str, Any]:
+    """The names of SPEC §4's expression language (and of templates) over the context; ``failed``: the
+    current state called ``TurnView.fail`` (``slot_filling.exhausted``)."""
     intent = context.get("intent") or {}
     return {
         "slots": context.get("slots", {}),
@@ -70,7 +71,7 @@ def namespace(context: dict[str, Any], event: dict[str, Any] | None) -> dict[str
         "event": event or {},
         "integration_results": context.get("integration_results", {}),
         "context": context,
-        "slot_filling": context.get("slot_filling", {}),
+        "slot_filling": {"exhausted": failed},
     }
 
 

@@ -9,7 +9,6 @@ waiting -> reply.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,18 +21,17 @@ from mcp_engine.errors import (
     ConversationNotFound,
     DeadlineExceeded,
     EngineError,
-    FlowNotFound,
     InvalidInput,
 )
-from mcp_engine.plugin_manager import Registry, default_registry
+from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
+from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, start_run
-from mcp_engine.runtime.flows import FlowCache
-from mcp_engine.runtime.services import Services
+from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
-from mcp_engine.store.base import Conversation, FlowVersion, Store, Tenant, Timer, TurnWrite
+from mcp_engine.store.base import Conversation, Store, Timer, TurnWrite
 
 if TYPE_CHECKING:
     from mcp_engine.metrics import Metrics
@@ -66,49 +64,34 @@ class ExecutionService:
         store: Store,
         registry: Registry | None = None,
         settings: EngineSettings | None = None,
-        services: Services | None = None,
+        services: EngineServices | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics  # None: no metrics, and the turn pays nothing for them
         self.registry = registry or default_registry()
         self.settings = settings or EngineSettings()
-        self.services = services or Services()
-        self.services.store = store
-        self.flows = FlowCache(
+        self.services = services or EngineServices()
+        self.services.keep_events_in(store.record_events)
+        self.catalogue = FlowCatalogue(
             store,
             self.registry,
             get_backend(self.settings.rules_backend),
             self.services,
             self.settings.compiled_flow_cache,
         )
-        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks)
+        self.sinks = SinkFanout(
+            self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
+        )
 
     async def start(self) -> None:
         await self.store.open()
 
     async def close(self) -> None:
         await self.sinks.close()
-        self.flows.close()
+        self.catalogue.close()
         await self.services.close()
         await self.store.close()
-
-    # --- flows ----------------------------------------------------------------------------------
-
-    async def publish_flow(self, document: dict[str, Any], make_default: bool = False) -> FlowVersion:
-        """Validate, store and publish a flow document (``serve --flows``, ``chat``)."""
-        from mcp_engine.flow.validate import validate_data
-
-        flow = validate_data(document, self.registry).raise_for_errors()
-        await self.store.save_flow_version(flow.tenant_id, document)
-        published = await self.store.publish(flow.tenant_id, flow.flow_id, flow.version)
-        await self.flows.version(flow.tenant_id, flow.flow_id, flow.version)
-        if make_default:
-            tenant = await self.store.get_tenant(flow.tenant_id) or Tenant(flow.tenant_id)
-            await self.store.put_tenant(
-                Tenant(flow.tenant_id, flow.flow_id, tenant.enabled_plugins, tenant.outbound_webhook)
-            )
-        return published
 
     # --- the turn -------------------------------------------------------------------------------
 
@@ -204,11 +187,13 @@ class ExecutionService:
         before = _snapshot(context) if context else {}
         new_run = context is None or context["run"]["completed"] or (force and force != context["flow_id"])
         if new_run:
-            flow_id = force or (context["flow_id"] if context else await self._default_flow(tenant_id))
-            compiled = await self.flows.published(tenant_id, flow_id)
+            flow_id = force or (
+                context["flow_id"] if context else await self.catalogue.default_flow(tenant_id)
+            )
+            compiled = await self.catalogue.published(tenant_id, flow_id)
         else:
             assert context is not None
-            compiled = await self.flows.version(tenant_id, context["flow_id"], context["flow_version"])
+            compiled = await self.catalogue.version(tenant_id, context["flow_id"], context["flow_version"])
         if context is None:
             context = new_context(tenant_id, conversation_id, message.user_id, message.channel, compiled.flow)
         elif new_run:
@@ -247,20 +232,11 @@ class ExecutionService:
         context["updated_at"] = time.time()
         return turn, before
 
-    async def _default_flow(self, tenant_id: str) -> str:
-        tenant = await self.store.get_tenant(tenant_id)
-        if tenant is None or not tenant.default_flow:
-            raise FlowNotFound(
-                "no flow for this conversation: give hints.force_flow or set the tenant's default flow",
-                {"tenant_id": tenant_id},
-            )
-        return tenant.default_flow
-
     async def _resolve(self, tenant_id: str, reference: str) -> CompiledFlow:
         flow_id, _, version = reference.partition("@")
         if version:
-            return await self.flows.version(tenant_id, flow_id, version)
-        return await self.flows.published(tenant_id, flow_id)
+            return await self.catalogue.version(tenant_id, flow_id, version)
+        return await self.catalogue.published(tenant_id, flow_id)
 
     def _reply(self, turn: Turn, before: dict[str, Any], started: float) -> dict[str, Any]:
         messages = [m.to_dict() for m in turn.messages]
@@ -291,31 +267,12 @@ class ExecutionService:
         async with self.store.lock(tenant_id, conversation_id, timeout):
             return await self.store.reset(tenant_id, conversation_id)
 
-    # --- timers ---------------------------------------------------------------------------------
+    # --- timers -------------------------------------------------------------------------------
 
-    async def fire_due_timers(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Fire every due timer this engine can claim (each fires once across engines on one store);
-        returns what each fired timer sent: ``{"tenant_id", "conversation_id", "messages"}``."""
-        fired: list[dict[str, Any]] = []
-        for timer in await self.store.due_timers(time.time() if now is None else now):
-            if not await self.store.claim_timer(timer):
-                continue
-            try:
-                messages = await self._fire(timer)
-            except EngineError as exc:
-                log.warning("timer of %s not fired: %s", timer.conversation_id, exc.message)
-                continue
-            if messages is not None:
-                fired.append(
-                    {
-                        "tenant_id": timer.tenant_id,
-                        "conversation_id": timer.conversation_id,
-                        "messages": messages,
-                    }
-                )
-        return fired
-
-    async def _fire(self, timer: Timer) -> list[dict[str, Any]] | None:
+    async def fire_timer(self, timer: Timer) -> list[dict[str, Any]] | None:
+        """A server-side timeout's turn (the loop is ``mcp_engine.runtime.timers``): deliver the ``timeout``
+        event to the state that armed ``timer``, if the conversation is still in that wait; what it sent,
+        also handed to the tenant's outbound webhook, or None when the timer was stale."""
         timeout = self.settings.context_lock_timeout_ms / 1000
         async with self.store.begin_turn(timer.tenant_id, timer.conversation_id, None, timeout) as start:
             conversation = start.conversation
@@ -339,17 +296,6 @@ class ExecutionService:
             self.metrics.observe_turn(turn.context["flow_id"], turn.events, None)
         await self.sinks.deliver_outbound(timer.tenant_id, timer.conversation_id, messages)
         return messages
-
-    async def run_timers(self, stop: asyncio.Event) -> None:
-        """Poll for due timers until ``stop`` is set (one loop per engine process)."""
-        interval = self.settings.timer_poll_ms / 1000
-        while not stop.is_set():
-            try:
-                await self.fire_due_timers()
-            except Exception:  # the loop must outlive a store hiccup
-                log.exception("timer loop")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
 
 
 def _write(

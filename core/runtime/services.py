@@ -1,27 +1,28 @@
-"""Engine-wide resources that plugins share: one HTTP client session per engine, and the environment.
+"""The engine's ``Services`` (``mcp_engine.Services``): what plugins share, made once per engine.
 
-Made once per engine and closed with it; a plugin reaches them through the ``services`` it was given.
+One HTTP client session, the environment (secrets), a clock, and a way to append analytics events to the
+engine's own store; closed with the engine. A plugin reaches them through the ``services`` it was given,
+and nothing else of the engine: the store itself is never handed out.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from mcp_engine.store.base import Store
+EventWriter = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
-class Services:
-    def __init__(self, env: Mapping[str, str] | None = None, store: Store | None = None) -> None:
+class EngineServices:
+    def __init__(self, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.env: Mapping[str, str] = os.environ if env is None else env
-        self.store: Store | None = (
-            store  # the engine's store, for plugins that keep what they receive (the store sink)
-        )
+        self._clock = clock
         self._http: aiohttp.ClientSession | None = None
+        self._events: EventWriter | None = None
 
     def http(self) -> aiohttp.ClientSession:
         """The engine's shared aiohttp session, opened on first use inside the running event loop."""
@@ -31,6 +32,18 @@ class Services:
                 raise_for_status=False,
             )
         return self._http
+
+    def now(self) -> float:
+        return self._clock()
+
+    def keep_events_in(self, writer: EventWriter) -> None:
+        """Where ``write_events`` appends: the engine's store (``Store.record_events``)."""
+        self._events = writer
+
+    async def write_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        if self._events is None:
+            raise RuntimeError("this engine keeps no analytics events (no store behind its services)")
+        await self._events([dict(event) for event in events])
 
     async def close(self) -> None:
         if self._http is not None and not self._http.closed:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from mcp_engine.kinds import EventSink
-from mcp_engine.plugin_manager import Registry
-from mcp_engine.runtime.services import Services
+from mcp_engine.contract import EventSink, Services
+from mcp_engine.registry import Registry
+
+if TYPE_CHECKING:
+    from mcp_engine.store.base import Tenant
 
 log = logging.getLogger(__name__)
 WEBHOOK_ATTEMPTS = 4
@@ -26,8 +28,15 @@ BATCH_DELAY_S = 0.05
 
 
 class SinkFanout:
-    def __init__(self, registry: Registry, services: Services, names: str) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        services: Services,
+        names: str,
+        tenant: Callable[[str], Awaitable[Tenant | None]],
+    ) -> None:
         self.services = services
+        self._tenant = tenant  # where a tenant's outbound webhook is looked up
         self.sinks: list[EventSink] = []
         for name in (n.strip() for n in names.split(",") if n.strip()):
             cls = registry.event_sinks.get(name)
@@ -69,10 +78,9 @@ class SinkFanout:
     async def deliver_outbound(
         self, tenant_id: str, conversation_id: str, messages: list[dict[str, Any]]
     ) -> None:
-        store = self.services.store
-        if not messages or store is None:
+        if not messages:
             return
-        tenant = await store.get_tenant(tenant_id)
+        tenant = await self._tenant(tenant_id)
         if tenant is None or not tenant.outbound_webhook:
             return
         payload = {"tenant_id": tenant_id, "conversation_id": conversation_id, "messages": messages}

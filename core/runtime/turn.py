@@ -12,16 +12,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from mcp_engine.flow.models import Flow
-from mcp_engine.kinds import Action, IntegrationClient
-from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
-from mcp_engine.runtime.context import namespace, remember
-from mcp_engine.runtime.view import (
+from mcp_engine.contract import (
+    Action,
     ExtractContext,
+    IntegrationClient,
     IntegrationResult,
     OutboundMessage,
     Template,
 )
+from mcp_engine.flow.models import Flow
+from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
+from mcp_engine.runtime.context import namespace, remember
 from mcp_engine.store.base import Timer
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Turn:
         self._pending_flow: tuple[str, str] | None = None
         self._recovering = False
         self._classified = False  # this turn's message was classified: input facts may use the intent
+        self._failure: TurnError | None = None  # the current state's ``fail``, until a state is entered
 
     # --- TurnView -------------------------------------------------------------------------------
 
@@ -99,8 +101,16 @@ class Turn:
     def state(self) -> CompiledState:
         return self.compiled.states[self.state_name]
 
+    @property
+    def state_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._context.setdefault("state_data", {})
+        return data
+
+    def fail(self, kind: str, message: str = "") -> None:
+        self._failure = TurnError(kind, f"state '{self.state_name}': {message or kind}")
+
     def namespace(self) -> dict[str, Any]:
-        return namespace(self._context, self._event)
+        return namespace(self._context, self._event, self._failure is not None)
 
     def render(self, template: Template) -> str:
         return template.render(self.namespace())
@@ -185,8 +195,8 @@ class Turn:
             self._context["no_match_count"] = 0
             await self._take(state, index)
             return
-        if self._context["slot_filling"].get("exhausted"):
-            raise TurnError("retries_exhausted", f"state '{state.name}': slot retries exhausted")
+        if self._failure is not None:
+            raise self._failure
         started = time.perf_counter()
         responded = await state.plugin.respond(self)
         self._observe_state(state, started)
@@ -209,9 +219,8 @@ class Turn:
             return False
         best = ranked[0]
         name, confidence = best.name, best.confidence
-        fallback = getattr(state.plugin.config, "fallback_intent", None)
-        if confidence < state.threshold and fallback:
-            name = fallback
+        if confidence < state.threshold and state.fallback_intent:
+            name = state.fallback_intent
         self._context["intent"] = {"name": name, "confidence": confidence}
         remember(self._context["intent_history"], name)
         handler = self.flow.global_handlers.intents.get(best.name)
@@ -330,6 +339,8 @@ class Turn:
                     return
                 name = transition.target
                 continue
+            if self._failure is not None:
+                raise self._failure
             if state.waits:
                 return
             raise TurnError("dead_end", f"state '{state.name}' has no transition that holds and cannot wait")
@@ -345,8 +356,8 @@ class Turn:
         if previous is not None:
             remember(self._context["previous_states"], previous)
         self._context["current_state"] = name
-        if previous != name:
-            self._context["slot_filling"] = {"exhausted": False, "retries": {}}
+        self._context["state_data"] = {}
+        self._failure = None
         self.record("state_entered", {"state": name, "type": state.model.type})
         if await self._run_actions(state.entry_actions):
             raise _Redirected
@@ -356,7 +367,7 @@ class Turn:
         self._arm_timer(state)
 
     def _arm_timer(self, state: CompiledState) -> None:
-        """A wait state's server-side timeout starts when it is entered (or resumed after a digression)."""
+        """A state's server-side timeout starts when it is entered (or resumed after a digression)."""
         if state.timeout_ms:
             run = uuid.uuid4().hex
             self._context["timer"] = {"state": state.name, "run": run}

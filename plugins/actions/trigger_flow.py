@@ -19,6 +19,7 @@ class TriggerFlow(Action):
 
     @classmethod
     def references(cls, config: TriggerFlowConfig) -> Iterator[Reference]:
+        yield Reference("flow", config.flow_id, ("flow_id",))
         yield Reference("state", config.return_state, ("return_state",))
 
     async def run(self, turn: TurnView) -> None:

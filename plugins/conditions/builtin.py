@@ -34,6 +34,11 @@ class IntentMatch(ConditionType):
             yield Reference("intent", value)
 
     @classmethod
+    def excludes(cls, value: str | None, other: type[ConditionType], other_value: str | None) -> bool:
+        """One intent is classified per message, and at or above the threshold, never below it."""
+        return (other is IntentMatch and value != other_value) or other is LowConfidence
+
+    @classmethod
     def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
         if not value:
             raise ValueError("intent_match needs the intent's name in condition_value")
@@ -56,6 +61,11 @@ class Timeout(ConditionType):
     description = "A timeout event arrived for this state."
 
     @classmethod
+    def excludes(cls, value: str | None, other: type[ConditionType], other_value: str | None) -> bool:
+        """A timeout is not a message, so nothing is classified."""
+        return other in (AnyInput, IntentMatch, LowConfidence)
+
+    @classmethod
     def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
         return {"event_type": "timeout"}
 
@@ -72,7 +82,7 @@ class SlotFilled(ConditionType):
 
     @classmethod
     def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
-        """Filled means not null; with no value, every required slot of this (slot_filling) state is."""
+        """Filled means not null; with no value, every slot this state requires is."""
         slots = (value,) if value else ctx.required_slots
         if not slots:
             return ctx.NEVER
@@ -82,6 +92,10 @@ class SlotFilled(ConditionType):
 class IntegrationSuccess(ConditionType):
     name = "integration_success"
     description = "This state's last integration call succeeded."
+
+    @classmethod
+    def excludes(cls, value: str | None, other: type[ConditionType], other_value: str | None) -> bool:
+        return other is IntegrationErrorCondition
 
     @classmethod
     def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:
@@ -94,6 +108,11 @@ class IntegrationErrorCondition(ConditionType):
     description = (
         f"This state's last integration call failed (optionally of a kind: {', '.join(ERROR_KINDS)})."
     )
+
+    @classmethod
+    def excludes(cls, value: str | None, other: type[ConditionType], other_value: str | None) -> bool:
+        """A failed call has one error kind."""
+        return other is IntegrationErrorCondition and bool(value and other_value and value != other_value)
 
     @classmethod
     def validate_value(cls, value: str) -> None:
@@ -109,6 +128,7 @@ class IntegrationErrorCondition(ConditionType):
 class Expression(ConditionType):
     name = "expression"
     description = "The transition's expression evaluates true."
+    reads_expression = True
 
     @classmethod
     def rule(cls, value: str | None, ctx: RuleContext) -> dict[str, Any]:

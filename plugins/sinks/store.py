@@ -1,7 +1,8 @@
 """``store``: the embedded default event sink, keeping analytics events in the engine's own store.
 
 With no Redis or Kafka configured, events still have to land somewhere experiments can read them back
-(``Store.events``); the store the engine already has is that place, and needs no extra service.
+(``Store.events``); the store the engine already has is that place, and needs no extra service. The sink
+reaches it only through ``services.write_events``, never the store itself.
 """
 
 from __future__ import annotations
@@ -17,10 +18,7 @@ class StoreSink(EventSink):
     description = "Keeps analytics events in the engine's store (the embedded default)."
 
     async def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
-        store = self.services.store
-        if store is None:
-            raise RuntimeError("the 'store' event sink needs the engine's store in services.store")
-        await store.record_events([dict(event) for event in events])
+        await self.services.write_events(events)
 
 
 @hookimpl

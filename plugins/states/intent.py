@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_engine import Reference, StateType, hookimpl
+from mcp_engine import Classification, Flow, Reference, StateType, hookimpl
 
 
 class IntentConfig(BaseModel):
@@ -23,6 +23,12 @@ class IntentState(StateType):
     Config = IntentConfig
     consumes_input = True
     description = "Waits for a message and classifies it."
+
+    def classification(self, flow: Flow) -> Classification:
+        config: IntentConfig = self.config
+        return Classification(
+            tuple(config.intent_patterns or flow.intents), config.confidence_threshold, config.fallback_intent
+        )
 
     @classmethod
     def references(cls, config: IntentConfig) -> Iterator[Reference]:

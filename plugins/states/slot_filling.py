@@ -52,6 +52,9 @@ class SlotFillingState(StateType):
             for slot, template in getattr(config, field).items():
                 yield Reference("template", template, (field, slot))
 
+    def required_slots(self) -> tuple[str, ...]:
+        return tuple(self.config.required_slots)
+
     def prepare(self, assets: FlowAssets) -> None:
         config = self.config
         self.slots = [
@@ -100,7 +103,7 @@ class SlotFillingState(StateType):
 
     async def receive(self, turn: TurnView) -> None:
         """Fill what the message gives; count an invalid answer to the prompted slot (SPEC §3)."""
-        state = turn.context["slot_filling"]
+        state = turn.state_data
         state["answer"] = None
         event = turn.event or {}
         if event.get("type") != "message":
@@ -115,13 +118,13 @@ class SlotFillingState(StateType):
         reason = invalid.get(prompted, "not understood")
         turn.record("slot_invalid", {"slot": prompted, "reason": reason, "attempt": retries[prompted]})
         if retries[prompted] >= self.config.max_retries:
-            state["exhausted"] = True
+            turn.fail("retries_exhausted", f"slot '{prompted}': retries exhausted")
         else:
             state["answer"] = "retry"
 
     async def respond(self, turn: TurnView) -> bool:
         """No transition held: ask for the next missing slot, or again for an invalid one."""
-        answer = turn.context["slot_filling"].pop("answer", None)
+        answer = turn.state_data.pop("answer", None)
         return answer is not None and self._prompt(turn, retry=answer == "retry")
 
 

@@ -16,6 +16,10 @@ class WaitState(StateType):
     consumes_input = True
     description = "Waits for the next message or a timeout event."
 
+    def timeout_ms(self) -> int | None:
+        timeout: int | None = self.config.timeout_ms
+        return timeout
+
 
 @hookimpl
 def mcp_engine_state_types() -> list[type[StateType]]:

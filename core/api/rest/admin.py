@@ -15,6 +15,8 @@ from mcp_engine.api.rest.edge import OPENAPI, Call, model_response
 from mcp_engine.api.rest.middleware import ResourceNotFound, Unavailable
 from mcp_engine.api.rest.routing import Route
 from mcp_engine.errors import InvalidInput, PermissionDenied, Unauthenticated
+from mcp_engine.plugin_manager import Provider
+from mcp_engine.registry import enables
 from mcp_engine.store.base import Tenant
 
 
@@ -46,7 +48,7 @@ async def put_tenant(call: Call) -> web.StreamResponse:
     admin = await _is_admin(call)
     if not admin and await call.tenant(tenant_id) != tenant_id:
         raise PermissionDenied("a tenant may only change its own settings", {"tenant_id": tenant_id})
-    store = call.engine.store
+    store, catalogue = call.engine.store, call.engine.catalogue
     current = await store.get_tenant(tenant_id)
     if current is None and not admin:
         raise ResourceNotFound(f"tenant '{tenant_id}' not found (the admin key creates tenants)")
@@ -58,6 +60,7 @@ async def put_tenant(call: Call) -> web.StreamResponse:
             {"errors": [{"loc": ["body", "default_flow"], "msg": "no published version", "type": "flow"}]},
         )
     if "enabled_plugins" in changes and changes["enabled_plugins"] is not None:
+        catalogue.check_plugin_names(changes["enabled_plugins"])
         changes["enabled_plugins"] = tuple(changes["enabled_plugins"])
     created = current is None
     if current is None:
@@ -70,7 +73,7 @@ async def put_tenant(call: Call) -> web.StreamResponse:
         **changes,
     }
     tenant = Tenant(tenant_id, **merged)
-    await store.put_tenant(tenant)
+    await catalogue.put_tenant(tenant)
     return model_response(_tenant_out(tenant), 201 if created else 200)
 
 
@@ -94,13 +97,31 @@ async def revoke_key(call: Call) -> web.StreamResponse:
 
 
 async def list_plugins(call: Call) -> web.StreamResponse:
-    """What is installed and who provides it; only what the tenant has enabled when a tenant is named."""
+    """Every installed plugin class with its provider; when a tenant is named, whether it has enabled
+    each (built-ins always are) and its ``enabled_plugins``; and the installed plugins that were skipped."""
     registry = call.engine.registry
+    tenant_id = enabled = None
     if call.names_tenant():
-        tenant = await call.engine.store.get_tenant(await call.tenant())
-        registry = registry.tenant_view(tenant.enabled_plugins if tenant else None)
-    plugins = [models.PluginOut(**record) for record in registry.describe()]
-    return model_response(models.PluginList(plugins=plugins))
+        tenant_id = await call.tenant()
+        tenant = await call.engine.store.get_tenant(tenant_id)
+        enabled = tenant.enabled_plugins if tenant is not None else None
+    plugins = [
+        models.PluginOut(
+            **record,
+            enabled=None
+            if tenant_id is None
+            else enables(enabled, Provider(record["provider"], record["version"], record["plugin"])),
+        )
+        for record in registry.describe()
+    ]
+    return model_response(
+        models.PluginList(
+            plugins=plugins,
+            skipped=[models.SkippedPlugin(**entry.to_dict()) for entry in registry.skipped],
+            tenant_id=tenant_id,
+            enabled_plugins=None if enabled is None else list(enabled),
+        )
+    )
 
 
 async def health(call: Call) -> web.StreamResponse:

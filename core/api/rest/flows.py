@@ -1,8 +1,8 @@
 """``/v2/flows``: create, validate, list, read, publish, delete and draw flow versions of a tenant.
 
-Documents are validated against the tenant's view of the registry on create, validate and publish, so
-a flow naming a plugin the tenant has not enabled fails when it is stored or published (ARCHITECTURE.md,
-"Plugins"), never in the middle of a conversation.
+Create, validate, publish and delete go through the engine's flow catalogue, which validates documents
+in the tenant's view of the registry: a flow naming a plugin the tenant has not enabled fails when it is
+stored or published (ARCHITECTURE.md, "Plugins"), with the problem's JSON pointer, the plugin and the tenant.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mcp_engine.errors import FlowNotFound, FlowValidationError, PermissionDenie
 from mcp_engine.flow.graph import graph_data, to_dot, to_mermaid, to_svg
 from mcp_engine.flow.models import Flow
 from mcp_engine.flow.validate import ValidationResult, validate_data
-from mcp_engine.plugin_manager import Registry
+from mcp_engine.registry import Registry
 from mcp_engine.store.base import FlowVersion
 
 GRAPH_MEDIA = {
@@ -51,11 +51,6 @@ def _problems(result: ValidationResult) -> list[models.Problem]:
     return [models.Problem(**p.to_dict()) for p in result.problems]
 
 
-async def _registry(call: Call, tenant_id: str) -> Registry:
-    tenant = await call.engine.store.get_tenant(tenant_id)
-    return call.engine.registry.tenant_view(tenant.enabled_plugins if tenant else None)
-
-
 async def _document_tenant(call: Call, document: dict[str, Any]) -> str:
     """The caller's tenant, which must be the one the document names (if it names one)."""
     named = document.get("tenant_id")
@@ -84,11 +79,7 @@ async def create_flow(call: Call) -> web.StreamResponse:
     the version exists with other content (versions are immutable); 422 lists every problem."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    result = validate_data(document, await _registry(call, tenant_id))
-    flow = result.raise_for_errors()
-    store = call.engine.store
-    existed = await store.get_flow_version(tenant_id, flow.flow_id, flow.version) is not None
-    stored = await store.save_flow_version(tenant_id, document)
+    stored, result, existed = await call.engine.catalogue.create(tenant_id, document)
     created = models.FlowCreated(**_fields(stored), document=stored.document, problems=_problems(result))
     return model_response(created, 200 if existed else 201)
 
@@ -97,7 +88,7 @@ async def validate_flow(call: Call) -> web.StreamResponse:
     """Every error and warning of the document, as the tenant would get them on create; nothing is stored."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    result = validate_data(document, await _registry(call, tenant_id))
+    result = await call.engine.catalogue.validate(tenant_id, document)
     return model_response(models.ValidationReport(valid=result.ok, problems=_problems(result)))
 
 
@@ -146,33 +137,28 @@ async def publish_version(call: Call) -> web.StreamResponse:
     """Make this version the one new conversations use (an older one: a rollback). It is validated
     again first: the tenant's enabled plugins may have changed since it was stored."""
     tenant_id = await call.tenant()
-    stored = await _version(call, tenant_id)
-    validate_data(stored.document, await _registry(call, tenant_id)).raise_for_errors()
-    published = await call.engine.store.publish(tenant_id, stored.flow_id, stored.version)
-    await call.engine.flows.version(tenant_id, stored.flow_id, stored.version)  # compile before traffic
+    published = await call.engine.catalogue.publish(tenant_id, call.path["flow_id"], call.path["version"])
     return model_response(models.FlowVersionOut(**_fields(published), document=published.document))
 
 
 async def delete_flow(call: Call) -> web.StreamResponse:
     """Delete every version of the flow; conversations already on it keep their context."""
     flow_id = call.path["flow_id"]
-    tenant = await call.tenant()
-    if not await call.engine.store.delete_flow(tenant, flow_id):
+    if not await call.engine.catalogue.delete(await call.tenant(), flow_id):
         raise FlowNotFound(f"flow '{flow_id}' not found", {"flow_id": flow_id})
-    call.engine.flows.evict(tenant, flow_id)
     return web.Response(status=204)
 
 
-async def _drawing(flow: Flow, fmt: str) -> web.Response:
+async def _drawing(flow: Flow, fmt: str, registry: Registry) -> web.Response:
     if fmt == "json":
-        return json_response(graph_data(flow))
+        return json_response(graph_data(flow, registry))
     if fmt == "svg":
         try:
-            text = await asyncio.to_thread(to_svg, flow)  # runs Graphviz: keep it off the event loop
+            text = await asyncio.to_thread(to_svg, flow, registry)  # runs Graphviz: off the event loop
         except RuntimeError as exc:
             raise Unavailable(str(exc), {"format": "svg"}) from None
     else:
-        text = to_mermaid(flow) if fmt == "mermaid" else to_dot(flow)
+        text = to_mermaid(flow, registry) if fmt == "mermaid" else to_dot(flow, registry)
     return web.Response(text=text, content_type=GRAPH_MEDIA[fmt])
 
 
@@ -186,7 +172,7 @@ async def flow_graph(call: Call) -> web.StreamResponse:
     else:
         stored = await _version(call, tenant_id, query.version)
     flow = validate_data(stored.document, call.engine.registry).raise_for_errors()
-    return await _drawing(flow, query.format)
+    return await _drawing(flow, query.format, call.engine.registry)
 
 
 async def draw_document(call: Call) -> web.StreamResponse:
@@ -195,10 +181,11 @@ async def draw_document(call: Call) -> web.StreamResponse:
     document that is not a flow at all (the schema pass fails) is refused, with every problem (422)."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    result = validate_data(document, await _registry(call, tenant_id))
+    registry = await call.engine.catalogue.view(tenant_id)
+    result = validate_data(document, registry)
     if result.flow is None:
         raise FlowValidationError(result.problems)
-    return await _drawing(result.flow, call.query_as(models.GraphQuery).format)
+    return await _drawing(result.flow, call.query_as(models.GraphQuery).format, registry)
 
 
 FLOW_VERSION = "/v2/flows/{flow_id}/versions/{version}"

@@ -227,14 +227,31 @@ class KeyCreated(BaseModel):
 class PluginOut(BaseModel):
     kind: str
     name: str
-    provider: str
+    provider: str = Field(description="The providing distribution (mcp-engine for the built-ins).")
+    version: str
+    plugin: str = Field(description="The plugin's name: its entry point (what tenants enable), or module.")
+    description: str
+    enabled: bool | None = Field(
+        None, description="Whether the named tenant may use it (built-ins always); null when none is named."
+    )
+
+
+class SkippedPlugin(BaseModel):
+    """An installed plugin that is not in use: it failed to load, or clashes with another."""
+
+    distribution: str
     version: str
     plugin: str
-    description: str
+    reason: str
 
 
 class PluginList(BaseModel):
     plugins: list[PluginOut]
+    skipped: list[SkippedPlugin]
+    tenant_id: str | None = Field(None, description="The tenant the enabled flags are for.")
+    enabled_plugins: list[str] | None = Field(
+        None, description="That tenant's enabled_plugins; null enables every installed plugin."
+    )
 
 
 class Health(BaseModel):
