@@ -233,6 +233,7 @@ class ExecutionService:
             event,
             lambda ref: self._resolve(tenant_id, ref),
             time.monotonic() + deadline_s,
+            now=self.services.clock(),
             metrics=self.metrics,
         )
         try:

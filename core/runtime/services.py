@@ -1,4 +1,5 @@
-"""Engine-wide resources that plugins share: one HTTP client session per engine, and the environment.
+"""Engine-wide resources that plugins share: one HTTP client session per engine, the environment and
+the clock.
 
 Made once per engine and closed with it; a plugin reaches them through the ``services`` it was given.
 """
@@ -6,7 +7,8 @@ Made once per engine and closed with it; a plugin reaches them through the ``ser
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -16,8 +18,14 @@ if TYPE_CHECKING:
 
 
 class Services:
-    def __init__(self, env: Mapping[str, str] | None = None, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.env: Mapping[str, str] = os.environ if env is None else env
+        self.clock = clock  # a turn's "now" (epoch seconds): natural dates, timers; flow tests fix it
         self.store: Store | None = (
             store  # the engine's store, for plugins that keep what they receive (the store sink)
         )
