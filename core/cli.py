@@ -84,9 +84,9 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
 def schema(test_file: bool) -> None:
     """Print the flow document's JSON Schema (generated from the installed plugins)."""
     from mcp_engine.flow.schema import flow_schema
-    from mcp_engine.flowtest.spec import test_file_schema
+    from mcp_engine.flowtest.spec import file_schema
 
-    click.echo(json.dumps(test_file_schema() if test_file else flow_schema(default_registry()), indent=2))
+    click.echo(json.dumps(file_schema() if test_file else flow_schema(default_registry()), indent=2))
 
 
 @main.command()
@@ -143,9 +143,6 @@ _FROM_HELP = (
     "store file, or 'store': the engine's store (PostgreSQL + Redis with POSTGRES_URI/REDIS_URL, else "
     "MCP_SQLITE_PATH)."
 )
-_CONVERSATIONS = click.option(
-    "-c", "--conversation", "conversations", multiple=True, help="A conversation id (repeat the option)."
-)
 
 
 @main.command()
@@ -157,7 +154,7 @@ _CONVERSATIONS = click.option(
     help="The candidate: a flow file (the flows of its folder are its sub-flows) or FLOW_ID@VERSION, stored.",
 )
 @click.option("--tenant", help="The conversations' tenant (needed with a store, or a stored candidate).")
-@_CONVERSATIONS
+@click.option("-c", "--conversation", "conversations", multiple=True, help="A conversation id (repeatable).")
 @click.option(
     "--fakes",
     "fakes_file",
@@ -213,7 +210,13 @@ class _Trouble(click.ClickException):
 @main.command()
 @click.argument("conversation_ids", nargs=-1, required=True)
 @click.option("--tenant", required=True, help="The conversations' tenant.")
-@click.option("--from", "source", default="store", show_default=True, help=_FROM_HELP.split(", or ", 1)[-1])
+@click.option(
+    "--from",
+    "source",
+    default="store",
+    show_default=True,
+    help="'store' (PostgreSQL + Redis with POSTGRES_URI/REDIS_URL, else MCP_SQLITE_PATH) or a SQLite file.",
+)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout."
 )

@@ -10,6 +10,7 @@ a flow, an intent, an integration of a fake) are errors before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,12 +51,13 @@ TestFileLoader.add_implicit_resolver(
 
 
 def find_test_files(paths: list[Path]) -> tuple[list[Path], list[FileProblem]]:
-    """The test files named, and those under the folders named (recursively), in path order."""
+    """The test files named, and those under the folders named (recursively, but not under hidden
+    folders), in path order."""
     found: list[Path] = []
     problems: list[FileProblem] = []
     for path in paths:
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and is_test_file(p))
+            inside = sorted(_tests_under(path))
             if not inside:
                 message = "no flow test files here (*.test.yaml, *.test.yml, *.test.json)"
                 problems.append(FileProblem(file=str(path), pointer="", message=message, code="no-tests"))
@@ -67,6 +69,13 @@ def find_test_files(paths: list[Path]) -> tuple[list[Path], list[FileProblem]]:
                 FileProblem(file=str(path), pointer="", message="no such file", code="unreadable")
             )
     return list(dict.fromkeys(found)), problems
+
+
+def _tests_under(folder: Path) -> Iterator[Path]:
+    """The test files under ``folder``, not looking into hidden folders (.git, .venv, ...), like pytest."""
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        yield from (Path(root) / name for name in files if is_test_file(Path(name)))
 
 
 @dataclass
@@ -122,13 +131,15 @@ class LoadedTest:
     source: Source
     bare: bool  # the file is a bare list of cases
 
-    def in_file(self, at: str) -> str:
-        """A pointer into the model (``/cases/0/...``) as a pointer into the file as written."""
-        return at.removeprefix("/cases") if self.bare else at
-
     def locate(self, at: str) -> tuple[str, int | None]:
-        """Where a pointer into the model stands in the file: its pointer there, and its line."""
-        return self.in_file(at), self.source.line_of(self.in_file(at))
+        """Where a pointer into the model (``/cases/0/...``) stands in the file: its pointer there (a bare
+        list has no ``/cases``), and its line."""
+        at = _in_file(at, self.bare)
+        return at, self.source.line_of(at)
+
+
+def _in_file(at: str, bare: bool) -> str:
+    return at.removeprefix("/cases") if bare else at
 
 
 def load_test(path: Path, folder: Folder) -> tuple[LoadedTest | None, list[FileProblem]]:
@@ -141,15 +152,13 @@ def load_test(path: Path, folder: Folder) -> tuple[LoadedTest | None, list[FileP
     data = {"cases": source.data} if bare else source.data
 
     def located(found: Problem) -> FileProblem:
-        at = found.pointer.removeprefix("/cases") if bare else found.pointer
+        at = _in_file(found.pointer, bare)
         return FileProblem.of(str(path), Problem("error", at, found.message, found.code, source.line_of(at)))
 
     try:
         spec = TestFile.model_validate(data)
     except ValidationError as exc:
         return None, [located(p) for p in pydantic_problems(exc)]
-    if not isinstance(data, dict):  # pydantic refused it above; keeps mypy's view of data narrow
-        return None, []
     flow_id = spec.flow or path.name.split(".test.", 1)[0]
     flows = folder.flow_set(flow_id)
     if isinstance(flows, str):

@@ -46,8 +46,13 @@ class FlowSet:
     def flow_id(self) -> str:
         return str(self.main["flow_id"])
 
-    def integrations(self) -> FakeBook:
+    def fake_book(self) -> FakeBook:
+        """A book of fakes for the integrations the set's flows declare (none in force yet)."""
         return FakeBook.of(flow.integrations for flow in self.models)
+
+
+class SetupFailed(Exception):
+    """The flows could not be published on a throwaway engine: no case of them can run."""
 
 
 class Clock:
@@ -83,10 +88,14 @@ async def throwaway_engine(
         )
         await engine.start()
         try:
-            for document in flows.others:
-                await engine.store.save_flow_version(flows.tenant_id, document)
-                await engine.store.publish(flows.tenant_id, document["flow_id"], document["version"])
-            await engine.publish_flow(flows.main, make_default=True)
+            try:
+                for document in flows.others:
+                    await engine.store.save_flow_version(flows.tenant_id, document)
+                    await engine.store.publish(flows.tenant_id, document["flow_id"], document["version"])
+                await engine.publish_flow(flows.main, make_default=True)
+            except (EngineError, ValueError) as exc:  # compiling checks what validation cannot (a client's)
+                message = exc.message if isinstance(exc, EngineError) else str(exc)
+                raise SetupFailed(f"flow '{flows.flow_id}' cannot be published: {message}") from exc
             yield engine
         finally:
             await engine.close()
@@ -94,8 +103,8 @@ async def throwaway_engine(
 
 @dataclass
 class Done:
-    """What one turn did, as a test or a replay compares it. ``refused``: the engine refused the turn
-    (an engine error) or nothing could be sent (no timeout armed)."""
+    """What one turn did, as a test or a replay compares it. ``refused``: why the turn did not run (the
+    engine refused it, or no timeout was armed to elapse)."""
 
     messages: list[dict[str, Any]]
     state: str | None
@@ -108,6 +117,8 @@ class Done:
 
 @dataclass
 class Conversation:
+    """One conversation on a throwaway engine, sent one input at a time."""
+
     engine: ExecutionService
     tenant_id: str
     conversation_id: str
@@ -128,7 +139,9 @@ class Conversation:
             )
             reply = await self.engine.process_message(self.tenant_id, self.conversation_id, message)
         except EngineError as exc:
-            return await self._after([], None, f"{exc.code}: {exc.message}")
+            return await self._after([], None, f"the engine refused it: {exc.code}: {exc.message}")
+        except Exception as exc:  # a plugin's bug: the case fails with it, the run goes on
+            return await self._after([], None, f"the engine failed: {type(exc).__name__}: {exc}")
         return await self._after(reply["messages"], reply["confidence_scores"])
 
     async def _elapse(self) -> Done:
@@ -138,7 +151,9 @@ class Conversation:
             if (t.tenant_id, t.conversation_id) == (self.tenant_id, self.conversation_id)
         ]
         if not due:
-            return await self._after([], None, "no timeout is armed: the state waits without timeout_ms")
+            done = await self._after([], None)
+            done.refused = f"no timeout is armed in state '{done.state}'"
+            return done
         self.clock.advance_to(due[0].due_at)
         messages = [
             message

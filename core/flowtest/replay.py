@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mcp_engine.config import EngineSettings
+from mcp_engine.errors import InvalidInput
 from mcp_engine.flowtest.fakes import Fallback
-from mcp_engine.flowtest.harness import Clock, Conversation, Done, FlowSet, throwaway_engine
+from mcp_engine.flowtest.harness import Clock, Conversation, Done, FlowSet, SetupFailed, throwaway_engine
 from mcp_engine.flowtest.history import RecordedTurn, turns_of
 from mcp_engine.flowtest.spec import Fake
 from mcp_engine.plugin_manager import Registry
@@ -88,10 +89,16 @@ async def replay(
     fakes: Sequence[Fake] = (),
     channel: str = "default",
 ) -> ReplayReport:
-    """Replay each conversation (its events, oldest first) against ``flows``' main flow."""
+    """Replay each conversation (its events, oldest first) against ``flows``' main flow; ``InvalidInput``
+    when the candidate cannot even be published (a client's configuration that fails to compile)."""
     results = []
-    for conversation_id, events in histories.items():
-        results.append(await _replay_one(conversation_id, events, flows, registry, settings, fakes, channel))
+    try:
+        for conversation_id, events in histories.items():
+            results.append(
+                await _replay_one(conversation_id, events, flows, registry, settings, fakes, channel)
+            )
+    except SetupFailed as exc:
+        raise InvalidInput(str(exc), {"flow_id": flows.flow_id}) from None
     return ReplayReport.of(flows, results)
 
 
@@ -108,15 +115,15 @@ async def _replay_one(
     skipped = _skip_reason(events, recorded, flows)
     if skipped is not None:
         return ConversationReplay(conversation_id=conversation_id, outcome="skipped", turns=0, note=skipped)
-    book = flows.integrations()
+    book = flows.fake_book()
     book.fakes = list(fakes)
     book.fallback = _recorded_outcomes(events)
-    clock = Clock(float(recorded[0].events[0].get("ts") or 0) or None)
+    clock = Clock(_recorded_at(recorded[0]))
     differences: list[Difference] = []
     async with throwaway_engine(flows, registry, settings, book, clock) as engine:
         conversation = Conversation(engine, flows.tenant_id, conversation_id, clock, channel, "replay")
         for number, turn in enumerate(recorded):
-            clock.advance_to(float(turn.events[0].get("ts") or 0))
+            clock.advance_to(_recorded_at(turn) or 0.0)
             done = await conversation.send(turn.input.kind, turn.input.text)
             difference = _compare(number, turn, done)
             if difference is not None:
@@ -131,7 +138,15 @@ async def _replay_one(
     )
 
 
+def _recorded_at(turn: RecordedTurn) -> float | None:
+    """When the turn ran (its first event's time), or None when the export has no times."""
+    ts = turn.events[0].get("ts")
+    return float(ts) if isinstance(ts, int | float) else None
+
+
 def _skip_reason(events: list[dict[str, Any]], recorded: list[RecordedTurn], flows: FlowSet) -> str | None:
+    if not events:
+        return "no history (an unknown conversation, or another tenant's)"
     if not recorded:
         return "no recorded turns (no message_in or event_in events)"
     root = events[0].get("flow_id")
@@ -192,8 +207,9 @@ def _recorded_outcomes(events: list[dict[str, Any]]) -> Fallback:
 def render_text(report: ReplayReport) -> str:
     summary = report.summary
     lines = [
-        f"replay against {report.tenant_id}/{report.flow_id} {report.version}: {summary.conversations} "
-        f"conversations, {summary.same} the same, {summary.differs} differ, {summary.skipped} skipped"
+        f"replay against {report.tenant_id}/{report.flow_id} {report.version}: "
+        f"{_count(summary.conversations, 'conversation')}, {summary.same} the same, "
+        f"{summary.differs} differ, {summary.skipped} skipped"
     ]
     for result in report.conversations:
         if result.outcome == "skipped":
@@ -201,7 +217,7 @@ def render_text(report: ReplayReport) -> str:
             continue
         difference = result.first_difference
         if difference is None:
-            lines.append(f"{result.conversation_id}: the same ({result.turns} turns)")
+            lines.append(f"{result.conversation_id}: the same ({_count(result.turns, 'turn')})")
         else:
             lines.append(
                 f"{result.conversation_id}: differs from turn {difference.turn} of {result.turns} "
@@ -209,7 +225,7 @@ def render_text(report: ReplayReport) -> str:
             )
             lines += _render_difference(difference)
             if result.further_differences:
-                lines.append(f"    and {result.further_differences} more turns differ")
+                lines.append(f"    and {_count(result.further_differences, 'more turn')} differ")
         if result.unanswered_calls:
             lines.append(f"    unanswered integration calls: {'; '.join(result.unanswered_calls)}")
     return "\n".join(lines)
@@ -237,3 +253,7 @@ def _render_difference(difference: Difference) -> list[str]:
 def _said(message: dict[str, str]) -> str:
     kind = message.get("type", "text")
     return f'"{message.get("text", "")}"' + (f" ({kind})" if kind != "text" else "")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -23,7 +23,8 @@ class Failure(BaseModel):
     turn: int = Field(description="1-based")
     sends: str = Field(description='What the turn sent: user: "...", event: NAME or timeout')
     field: str = Field(
-        description="state, flow, messages, intent, slots.NAME, variables.NAME, integration, engine"
+        description="state, flow, messages, intent, slots.NAME, variables.NAME; integration (a call no fake"
+        " answers) or turn (the turn did not run)"
     )
     expected: Any = None
     got: Any = None

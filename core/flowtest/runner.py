@@ -1,14 +1,16 @@
 """Running test cases: each on its own throwaway engine, turn by turn, stopping at the first miss.
 
-A turn fails when the engine refused it, when the flow called an integration no fake answers, or when
-an expectation it states differs from what happened (checked in the order state, flow, messages,
-intent, slots, variables). A case marked ``xfail`` that fails is ``xfailed``; one that passes is
-``xpassed``, which fails the run so the mark is removed once the bug is fixed (pytest's strict xfail).
+A turn fails when it did not run (the engine refused it; no timeout was armed), when the flow called an
+integration no fake answers, or when an expectation it states differs from what happened (checked in
+the order state, flow, messages, intent, slots, variables). A case marked ``xfail`` that fails is
+``xfailed``; one that passes is ``xpassed``, which fails the run so the mark is removed once the bug is
+fixed (pytest's strict xfail).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mcp_engine.config import EngineSettings
@@ -25,6 +27,9 @@ Locate = Callable[[str], tuple[str, int | None]]  # a pointer into the cases -> 
 Miss = tuple[str, Any, Any, str]  # field, expected, got, message
 
 
+CONVERSATION_ID = "flow-test"
+
+
 async def run_cases(
     body: CasesBody,
     flows: FlowSet,
@@ -35,67 +40,65 @@ async def run_cases(
     locate: Locate | None = None,
 ) -> list[CaseResult]:
     """Run every case of ``body`` against ``flows``; ``locate`` gives a failure's line in ``file``."""
-    results = []
-    for number, case in enumerate(body.cases):
-        where = f"/cases/{number}"
-        results.append(await _run_case(body, case, flows, registry, settings, coverage, file, where, locate))
-    return results
+    run = _Run(body, flows, registry, settings, coverage, file, locate or (lambda at: (at, None)))
+    return [await run.case(number, case) for number, case in enumerate(body.cases)]
 
 
-async def _run_case(
-    body: CasesBody,
-    case: TestCase,
-    flows: FlowSet,
-    registry: Registry,
-    settings: EngineSettings,
-    coverage: Coverage,
-    file: str | None,
-    where: str,
-    locate: Locate | None,
-) -> CaseResult:
-    book = flows.integrations()
-    clock = Clock(body.clock_for(case))
-    failure: Failure | None = None
-    ran = 0
-    async with throwaway_engine(flows, registry, settings, book, clock) as engine:
-        conversation = Conversation(
-            engine,
-            flows.tenant_id,
-            "flow-test",
-            clock,
-            case.channel or body.channel,
-            case.user_id if case.user_id is not None else body.user_id,
+@dataclass
+class _Run:
+    body: CasesBody
+    flows: FlowSet
+    registry: Registry
+    settings: EngineSettings
+    coverage: Coverage
+    file: str | None
+    locate: Locate
+
+    async def case(self, number: int, case: TestCase) -> CaseResult:
+        body, book, clock = self.body, self.flows.fake_book(), Clock(self.body.clock_for(case))
+        failure: Failure | None = None
+        ran = 0
+        async with throwaway_engine(self.flows, self.registry, self.settings, book, clock) as engine:
+            conversation = Conversation(
+                engine,
+                self.flows.tenant_id,
+                CONVERSATION_ID,
+                clock,
+                case.channel or body.channel,
+                case.user_id if case.user_id is not None else body.user_id,
+            )
+            for index, turn in enumerate(case.turns):
+                book.fakes = body.fakes_for(case, turn)
+                since = len(book.calls)
+                done = await conversation.send(*_sent(turn))
+                ran += 1
+                miss = check(turn, done, book.unanswered(since))
+                if miss is not None:
+                    failure = self._failure(f"/cases/{number}/turns/{index}", index, turn, miss)
+                    break
+            self.coverage.add(await conversation.history())
+        outcome: Outcome = "failed" if failure else "passed"
+        if case.xfail:
+            outcome = "xfailed" if failure else "xpassed"
+        return CaseResult(
+            file=self.file, name=case.name, outcome=outcome, turns=ran, xfail=case.xfail, failure=failure
         )
-        for number, turn in enumerate(case.turns):
-            book.fakes = body.fakes_for(case, turn)
-            since = len(book.calls)
-            done = await conversation.send(*_sent(turn))
-            ran += 1
-            miss = check(turn, done, book.unanswered(since))
-            if miss is not None:
-                field, expected, got, message = miss
-                at = f"{where}/turns/{number}"
-                if field not in ("engine", "integration"):  # else the turn itself: it states no such field
-                    at += pointer(*field.split(".", 1))
-                at, line = locate(at) if locate is not None else (at, None)
-                failure = Failure(
-                    turn=number + 1,
-                    sends=turn.sends,
-                    field=field,
-                    expected=expected,
-                    got=got,
-                    message=message,
-                    pointer=at,
-                    line=line,
-                )
-                break
-        coverage.add(await conversation.history())
-    outcome: Outcome = "failed" if failure else "passed"
-    if case.xfail:
-        outcome = "xfailed" if failure else "xpassed"
-    return CaseResult(
-        file=file, name=case.name, outcome=outcome, turns=ran, xfail=case.xfail, failure=failure
-    )
+
+    def _failure(self, at: str, index: int, turn: TestTurn, miss: Miss) -> Failure:
+        field, expected, got, message = miss
+        if field not in ("turn", "integration"):  # else the turn itself: it states no such field
+            at += pointer(*field.split(".", 1))
+        at, line = self.locate(at)
+        return Failure(
+            turn=index + 1,
+            sends=turn.sends,
+            field=field,
+            expected=expected,
+            got=got,
+            message=message,
+            pointer=at,
+            line=line,
+        )
 
 
 def _sent(turn: TestTurn) -> tuple[InputKind, str]:
@@ -107,7 +110,7 @@ def _sent(turn: TestTurn) -> tuple[InputKind, str]:
 def check(turn: TestTurn, done: Done, unanswered: list[Call]) -> Miss | None:
     """The first expectation of ``turn`` that ``done`` misses, else None."""
     if done.refused is not None:
-        return ("engine", None, done.refused, f"the engine refused the turn: {done.refused}")
+        return ("turn", None, done.refused, f"the turn did not run: {done.refused}")
     if unanswered:
         calls = "; ".join(call.describe() for call in unanswered)
         return ("integration", None, calls, f"no fake answers the call {calls}: declare one under fakes")

@@ -45,6 +45,10 @@ async def opened_store(source: str, settings: EngineSettings) -> AsyncIterator[S
     """The store ``source`` names (``store``, or a SQLite file that must exist), opened."""
     if source == STORE:
         store = open_store(settings)
+        if isinstance(store, SQLiteStore) and not Path(store.path).is_file():
+            raise InvalidInput(
+                f"no store at {store.path} (set MCP_SQLITE_PATH, or POSTGRES_URI and REDIS_URL)"
+            )
     elif Path(source).is_file():
         store = SQLiteStore(source)
     else:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_engine.flow.models import FLOW_ID_PATTERN
+from mcp_engine.flow.schema import SCHEMA_DIALECT
 
 MAX_CASES = 500
 MAX_TURNS = 200
@@ -190,11 +191,9 @@ class TestFile(CasesBody):
     flow: str | None = Field(None, pattern=FLOW_ID_PATTERN, description="The flow under test, by flow_id")
 
 
-def test_file_schema() -> dict[str, Any]:
-    """The test file's JSON Schema (``docs/flow-test.schema.json``): an object with ``cases``, or a bare list
-    of cases. Editors complete with it; the loader's checks (one input per turn, names that exist) go further."""
-    from mcp_engine.flow.schema import SCHEMA_DIALECT
-
+def file_schema() -> dict[str, Any]:
+    """The test file's JSON Schema (``docs/flow-test.schema.json``): an object with ``cases``, or a bare
+    list of cases. Editors complete with it; the loader checks more (one input per turn, names exist)."""
     schema = TestFile.model_json_schema(ref_template="#/$defs/{model}")
     defs: dict[str, Any] = schema.pop("$defs")
     defs["TestFile"] = schema
@@ -211,6 +210,3 @@ def test_file_schema() -> dict[str, Any]:
         "anyOf": [{"$ref": "#/$defs/TestFile"}, cases],
         "$defs": defs,
     }
-
-
-test_file_schema.__test__ = False  # type: ignore[attr-defined]

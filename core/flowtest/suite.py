@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from mcp_engine.config import EngineSettings
-from mcp_engine.errors import FlowNotFound
+from mcp_engine.errors import FlowNotFound, InvalidInput
 from mcp_engine.flow.validate import validate_data
 from mcp_engine.flowtest.coverage import Coverage
 from mcp_engine.flowtest.files import Folder, find_test_files, load_test, unknown_names
-from mcp_engine.flowtest.harness import FlowSet
+from mcp_engine.flowtest.harness import FlowSet, SetupFailed
 from mcp_engine.flowtest.report import CaseResult, FileProblem, TestReport
 from mcp_engine.flowtest.runner import run_cases
 from mcp_engine.flowtest.spec import CasesBody
@@ -37,21 +37,30 @@ async def run_paths(paths: list[Path], registry: Registry, settings: EngineSetti
         loaded, found = load_test(path, folder)
         problems += found
         if loaded is not None:
-            results += await run_cases(
-                loaded.spec, loaded.flows, registry, settings, coverage, str(path), loaded.locate
-            )
+            try:
+                results += await run_cases(
+                    loaded.spec, loaded.flows, registry, settings, coverage, str(path), loaded.locate
+                )
+            except SetupFailed as exc:
+                problems.append(FileProblem(file=str(path), pointer="", message=str(exc), code="flow-setup"))
     return TestReport.of(results, problems, coverage.report())
 
 
 async def run_posted(
     body: CasesBody, flows: FlowSet, registry: Registry, settings: EngineSettings
 ) -> TestReport:
-    """Run posted cases (``POST /v2/flows/{flow_id}/test``); coverage spans the flows of the set."""
-    problems = [FileProblem.of(None, p) for p in unknown_names(body, flows)]
+    """Run posted cases (``POST /v2/flows/{flow_id}/test``); coverage spans the flows of the set. Names
+    no flow declares are ``InvalidInput`` with every problem (a pointer into the body each)."""
+    problems = [p.to_dict() for p in unknown_names(body, flows)]
+    if problems:
+        raise InvalidInput(f"{len(problems)} problem(s) in the test cases", {"problems": problems})
     coverage = Coverage()
     coverage.include(flows.models)
-    results = [] if problems else await run_cases(body, flows, registry, settings, coverage)
-    return TestReport.of(results, problems, coverage.report())
+    try:
+        results = await run_cases(body, flows, registry, settings, coverage)
+    except SetupFailed as exc:
+        raise InvalidInput(str(exc), {"flow_id": flows.flow_id}) from None
+    return TestReport.of(results, [], coverage.report())
 
 
 async def stored_flow_set(
