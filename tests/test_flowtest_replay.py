@@ -77,6 +77,18 @@ def test_turns_are_cut_at_each_input_with_a_new_runs_entry_before_it() -> None:
     assert [t.state for t in turns] == ["end", "wait", "wait", "s"]
 
 
+async def test_a_timer_turn_records_its_input_first(recorded: Path) -> None:
+    store = SQLiteStore(str(recorded))
+    await store.open()
+    try:
+        types = [e["type"] for e in await read_history(store, TENANT, "support-1")]
+    finally:
+        await store.close()
+    timer_turn = types[types.index("event_in") : types.index("timer_fired") + 1]
+    assert timer_turn[:2] == ["event_in", "transition"]
+    assert "message_in" not in timer_turn
+
+
 async def test_read_history_pages_through_the_store_oldest_first(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "s.db"))
     await store.open()
@@ -318,13 +330,19 @@ def test_cli_replay_export_and_exit_codes(recorded: Path, tmp_path: Path) -> Non
             ["--from", "{recorded}", "--tenant", "demo", "-c", "x", "--against", "pizza@9.9.9"],
             "flow 'pizza' version 9.9.9 not found",
         ),
+        (
+            ["--from", "{bad}", "--against", "pizza@1.0.0", "--fakes", "{fakes}"],
+            "fakes.yaml:2: error: /0/status: Input should be greater than or equal to 100",
+        ),
         (["--from", "{bad}", "--against", "pizza@1.0.0"], "item 0 is not a history page"),
     ],
 )
 def test_cli_replay_bad_input_exits_2(recorded: Path, tmp_path: Path, args: list[str], message: str) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"events": []}]')
-    args = [a.format(recorded=recorded, bad=bad) for a in args]
+    fakes = tmp_path / "fakes.yaml"
+    fakes.write_text("- integration: core_banking\n  status: 99\n")
+    args = [a.format(recorded=recorded, bad=bad, fakes=fakes) for a in args]
     result = CliRunner().invoke(main, ["replay", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output

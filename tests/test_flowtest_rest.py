@@ -117,6 +117,9 @@ async def test_bad_requests(client: TestClient[Any, Any]) -> None:
     assert no_input.status == 400
     too_many = {"cases": [{"name": str(n), "turns": [{"user": "hi"}] * 200} for n in range(11)]}
     assert (await client.post("/v2/flows/pizza/test", json=too_many, headers=DEMO)).status == 400
+    too_many = {"cases": [{"name": str(n), "turns": [{"user": "hi"}]} for n in range(101)]}
+    refused = await client.post("/v2/flows/pizza/test", json=too_many, headers=DEMO)
+    assert "101 cases in one request; at most 100" in (await refused.json())["error"]["message"]
 
 
 async def test_the_routes_are_in_the_openapi_document(client: TestClient[Any, Any]) -> None:

@@ -61,6 +61,7 @@ async def opened_store(source: str, settings: EngineSettings) -> AsyncIterator[S
 
 
 def read_export(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The histories of an export file, by conversation id, each oldest first."""
     try:
         data = json.loads(path.read_bytes())
     except OSError as exc:
@@ -86,14 +87,8 @@ def candidate_file(path: Path, registry: Registry) -> FlowSet:
 def read_fakes(path: Path) -> list[Fake]:
     """Fakes from a YAML/JSON file: a list of fakes, or a test file (its file-level ``fakes``)."""
     source = _read(path, TestFileLoader)
-    listed = isinstance(source.data, list)
-    data = (
-        source.data
-        if listed
-        else (source.data or {}).get("fakes", [])
-        if isinstance(source.data, dict)
-        else None
-    )
+    listed = not isinstance(source.data, dict)
+    data = source.data if listed else source.data.get("fakes", [])
     try:
         return _FAKES.validate_python(data)
     except ValidationError as exc:

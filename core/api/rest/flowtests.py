@@ -25,6 +25,7 @@ from mcp_engine.flowtest.spec import CasesBody, Fake
 from mcp_engine.flowtest.suite import run_posted, stored_flow_set
 from mcp_engine.plugin_manager import Registry
 
+MAX_CASES = 100  # per request (a case is an engine of its own: ~50 ms)
 MAX_TURNS = 2_000  # per request, over all its cases
 MAX_CONVERSATIONS = 100
 
@@ -36,6 +37,8 @@ class FlowTestRequest(CasesBody):
 
     @model_validator(mode="after")
     def _bounded(self) -> FlowTestRequest:
+        if len(self.cases) > MAX_CASES:
+            raise ValueError(f"{len(self.cases)} cases in one request; at most {MAX_CASES}")
         turns = sum(len(case.turns) for case in self.cases)
         if turns > MAX_TURNS:
             raise ValueError(f"{turns} turns in one request; at most {MAX_TURNS}")
