@@ -81,11 +81,13 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
 
 
 @main.command()
-def schema() -> None:
+@click.option("--test-file", is_flag=True, help="The schema of flow test files (*.test.yaml) instead.")
+def schema(test_file: bool) -> None:
     """Print the flow document's JSON Schema (generated from the installed plugins)."""
     from mcp_engine.flow.schema import flow_schema
+    from mcp_engine.flowtest.spec import file_schema
 
-    click.echo(json.dumps(flow_schema(default_registry()), indent=2))
+    click.echo(json.dumps(file_schema() if test_file else flow_schema(default_registry()), indent=2))
 
 
 @main.command()
@@ -135,6 +137,124 @@ def chat(flow: Path, debug: bool, db: Path | None, channel: str) -> None:
     from mcp_engine.chat import chat as run_chat
 
     sys.exit(asyncio.run(run_chat(flow, db, debug, channel)))
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def test_flows(paths: tuple[Path, ...], fmt: str) -> None:
+    """Run flow test files (*.test.yaml beside the flows; a folder: every one under it), each case on a
+    throwaway engine; print a line per case and the transition coverage; exit 1 if any case failed."""
+    import asyncio
+
+    from mcp_engine.config import EngineSettings
+    from mcp_engine.flowtest.report import render_text
+    from mcp_engine.flowtest.suite import run_paths
+
+    report = asyncio.run(run_paths(list(paths), default_registry(), EngineSettings()))
+    click.echo(report.model_dump_json(indent=2) if fmt == "json" else render_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
+_FROM_HELP = (
+    "An export (.json: `mcp-engine export`, or GET /v2/conversations/{id}/history pages), a SQLite "
+    "store file, or 'store': the engine's store (PostgreSQL + Redis with POSTGRES_URI/REDIS_URL, else "
+    "MCP_SQLITE_PATH)."
+)
+
+
+@main.command()
+@click.option("--from", "source", required=True, help=_FROM_HELP)
+@click.option(
+    "--against",
+    "candidate",
+    required=True,
+    help="The candidate: a flow file (the flows of its folder are its sub-flows) or FLOW_ID@VERSION, stored.",
+)
+@click.option("--tenant", help="The conversations' tenant (needed with a store, or a stored candidate).")
+@click.option("-c", "--conversation", "conversations", multiple=True, help="A conversation id (repeatable).")
+@click.option(
+    "--fakes",
+    "fakes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Integration answers: a YAML/JSON list of fakes, or a flow test file (its fakes).",
+)
+@click.option("--channel", default="default", show_default=True, help="The channel the messages come on.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def replay(
+    source: str,
+    candidate: str,
+    tenant: str | None,
+    conversations: tuple[str, ...],
+    fakes_file: Path | None,
+    channel: str,
+    fmt: str,
+) -> None:
+    """Replay recorded conversations' messages against a candidate flow version and show, per
+    conversation, the first turn whose state or messages differ. Exit 0: all the same; 1: some differ."""
+    import asyncio
+
+    from mcp_engine.config import EngineSettings
+    from mcp_engine.errors import EngineError
+    from mcp_engine.flowtest.replay import render_text
+    from mcp_engine.flowtest.sources import read_fakes, replay_from
+
+    try:
+        fakes = read_fakes(fakes_file) if fakes_file else []
+        report = asyncio.run(
+            replay_from(
+                source,
+                candidate,
+                tenant,
+                list(conversations),
+                fakes,
+                channel,
+                default_registry(),
+                EngineSettings(),
+            )
+        )
+    except EngineError as exc:
+        raise _Trouble(exc.message) from exc
+    click.echo(report.model_dump_json(indent=2) if fmt == "json" else render_text(report))
+    sys.exit(1 if report.summary.differs else 0)
+
+
+class _Trouble(click.ClickException):
+    """Like ``diff``: 1 says the inputs differ, so trouble (bad input) is 2."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.argument("conversation_ids", nargs=-1, required=True)
+@click.option("--tenant", required=True, help="The conversations' tenant.")
+@click.option(
+    "--from",
+    "source",
+    default="store",
+    show_default=True,
+    help="'store' (PostgreSQL + Redis with POSTGRES_URI/REDIS_URL, else MCP_SQLITE_PATH) or a SQLite file.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout."
+)
+def export(conversation_ids: tuple[str, ...], tenant: str, source: str, output: Path | None) -> None:
+    """Export whole conversation histories as JSON (the history endpoint's format), e.g. for replay."""
+    import asyncio
+
+    from mcp_engine.config import EngineSettings
+    from mcp_engine.errors import EngineError
+    from mcp_engine.flowtest.sources import export as export_histories
+
+    try:
+        data = asyncio.run(export_histories(source, tenant, list(conversation_ids), EngineSettings()))
+    except EngineError as exc:
+        raise click.ClickException(exc.message) from exc
+    text = json.dumps(data, indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        click.echo(text)
 
 
 _DB = click.option(

@@ -20,7 +20,7 @@ from aiohttp import web
 from mcp_engine.auth import Authenticator
 from mcp_engine.config import EngineSettings
 from mcp_engine.errors import EngineError, FlowValidationError
-from mcp_engine.flow.loader import read_file
+from mcp_engine.flow.loader import flow_files, read_file
 from mcp_engine.flow.problems import Problem
 from mcp_engine.logs import AccessInterceptor, access_middleware
 from mcp_engine.metrics import Metrics
@@ -31,7 +31,6 @@ from mcp_engine.runtime.timers import run_timers
 from mcp_engine.store.factory import describe_store, open_store
 
 log = logging.getLogger("mcp_engine.serve")
-FLOW_SUFFIXES = (".json", ".yaml", ".yml")
 GRACE_S = 10.0
 AUTH_OFF_WARNING = (
     "!!! AUTH IS OFF (MCP_AUTH=off): every request names its own tenant and nothing is checked. "
@@ -175,7 +174,7 @@ async def load_flows(engine: ExecutionService, folder: Path, default_flow: str |
     """
     published: list[str] = []
     by_tenant: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(p for p in folder.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file()):
+    for path in flow_files(folder):
         source, problem = read_file(path)
         if source is None:
             _skipped(path, [problem] if problem else [])

@@ -17,6 +17,8 @@ from mcp_engine.flow.problems import Problem
 
 Format = Literal["json", "yaml"]
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+FLOW_SUFFIXES = (".json", ".yaml", ".yml")
+TEST_SUFFIXES = (".test.json", ".test.yaml", ".test.yml")  # flow test files (mcp_engine.flowtest)
 
 
 @dataclass
@@ -76,9 +78,13 @@ def detect_format(name: str | None, text: str) -> Format:
 
 
 def parse_text(
-    text: str, name: str | None = None, fmt: Format | None = None
+    text: str,
+    name: str | None = None,
+    fmt: Format | None = None,
+    loader: type[yaml.SafeLoader] = yaml.SafeLoader,
 ) -> tuple[Source | None, Problem | None]:
-    """Parse ``text``; on a syntax error return the problem with its line and column."""
+    """Parse ``text``; on a syntax error return the problem with its line and column. ``loader``: a
+    ``SafeLoader`` subclass (flow tests read YAML 1.2 booleans, so ``user: no`` is text)."""
     fmt = fmt or detect_format(name, text)
     if fmt == "json":
         try:
@@ -88,7 +94,7 @@ def parse_text(
                 "error", "", f"not valid JSON: {exc.msg}", "json-syntax", exc.lineno, exc.colno
             )
     try:
-        return Source(yaml.safe_load(text), name, text), None
+        return Source(yaml.load(text, Loader=loader), name, text), None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
@@ -97,7 +103,9 @@ def parse_text(
         return None, Problem("error", "", f"not valid YAML: {reason}", "yaml-syntax", line, column)
 
 
-def read_file(path: str | Path) -> tuple[Source | None, Problem | None]:
+def read_file(
+    path: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader
+) -> tuple[Source | None, Problem | None]:
     """Read and parse a flow file; unreadable, oversized or non-UTF-8 files are problems, not exceptions."""
     path = Path(path)
     try:
@@ -110,4 +118,19 @@ def read_file(path: str | Path) -> tuple[Source | None, Problem | None]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return None, Problem("error", "", f"not UTF-8 text (byte {exc.start})", "encoding")
-    return parse_text(text, str(path))
+    return parse_text(text, str(path), loader=loader)
+
+
+def is_test_file(path: Path) -> bool:
+    """A flow test file (``pizza.test.yaml``): it lives beside the flows but is not one."""
+    return path.name.lower().endswith(TEST_SUFFIXES)
+
+
+def flow_files(folder: Path) -> list[Path]:
+    """The flow documents of a folder (``serve --flows``, flow tests), in file-name order: every JSON or
+    YAML file directly in it except the flow test files."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in FLOW_SUFFIXES and p.is_file() and not is_test_file(p)
+    )

@@ -218,6 +218,7 @@ class ExecutionService:
             event,
             lambda ref: self._resolve(tenant_id, ref),
             time.monotonic() + deadline_s,
+            now=self.services.now(),
             metrics=self.metrics,
         )
         try:

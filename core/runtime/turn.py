@@ -186,6 +186,8 @@ class Turn:
             if await self._classify_and_digress(str(event.get("text", ""))):
                 self._context["no_match_count"] = 0  # a global handler matched (SPEC §5)
                 return
+        else:  # an event (a timeout): recorded like a message, so a history shows where each turn began
+            self.record("event_in", {"event": event.get("type"), "text": event.get("text", "")})
         state = self.state
         started = time.perf_counter()
         await state.plugin.receive(self)

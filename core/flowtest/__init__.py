@@ -1,0 +1,1 @@
+"""Flow tests: conversation test cases run on throwaway engines, transition coverage, and replay."""
