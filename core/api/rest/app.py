@@ -10,14 +10,20 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from mcp_engine.api.rest import admin, conversations, flows
+from mcp_engine.api.rest import admin, conversations, experiments, flows
 from mcp_engine.api.rest.edge import AUTH, ENGINE, LIMITER, OPENAPI, Auth
 from mcp_engine.api.rest.middleware import error_middleware
 from mcp_engine.api.rest.routing import Route, add_routes, openapi_bytes
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
 
-ROUTES: tuple[Route, ...] = (*flows.ROUTES, *conversations.ROUTES, *admin.ROUTES, admin.OPENAPI_ROUTE)
+ROUTES: tuple[Route, ...] = (
+    *flows.ROUTES,
+    *conversations.ROUTES,
+    *experiments.ROUTES,
+    *admin.ROUTES,
+    admin.OPENAPI_ROUTE,
+)
 TITLE = "MCP Engine"
 API_VERSION = "2.0.0"
 MAX_BODY_BYTES = 1024 * 1024

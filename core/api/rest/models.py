@@ -184,6 +184,7 @@ class ConversationState(BaseModel):
     current_state: str | None
     flow_id: str | None
     flow_version: str | None
+    ab_variant: str = Field("", description="The A/B variant of the current run, empty outside experiments.")
     context: dict[str, Any]
 
 
