@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from mcp_engine.experiments.cli import experiments
 from mcp_engine.flow.validate import ValidationResult, validate_file
 from mcp_engine.registry import default_registry
 
@@ -136,6 +137,8 @@ def chat(flow: Path, debug: bool, db: Path | None, channel: str) -> None:
 
     sys.exit(asyncio.run(run_chat(flow, db, debug, channel)))
 
+
+main.add_command(experiments)
 
 _DB = click.option(
     "--db",

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from mcp_engine.metrics import Metrics
 from mcp_engine.runtime import catalogue
 from mcp_engine.runtime.execution import ExecutionService
-from tests.engine_fixtures import TENANT, engine_settings, open_engine
+from mcp_engine.store.sqlite import SQLiteStore
+from tests.engine_fixtures import TENANT, engine_settings, example_flow, open_engine
 from tests.experiment_kit import (
     GREETING,
     SHORT_GREETING,
@@ -248,3 +250,28 @@ async def test_a_sub_flow_returns_to_the_patched_parent(engine: ExecutionService
     assert [m["text"] for m in reply["messages"]] == ["Inner done.", "Back in the patched outer."]
     assert (reply["flow_id"], reply["flow_version"]) == ("outer", "1.0.0+outer-test.patched")
     assert reply["ab_variant"] == "patched"
+
+
+async def test_metrics_count_runs_and_completions_by_experiment_and_variant(tmp_path: Path) -> None:
+    metrics = Metrics()
+    engine = ExecutionService(
+        SQLiteStore(str(tmp_path / "engine.db")), settings=engine_settings(), metrics=metrics
+    )
+    await engine.start()
+    try:
+        for name in ("pizza", "bank"):
+            await engine.catalogue.publish_document(example_flow(name))
+        await engine.experiments.create(TENANT, document(), start=True)
+        variants = Counter()
+        for user in USERS[:20]:
+            variants[(await say(engine, f"m-{user}", "hello", user))["ab_variant"]] += 1
+            await say(engine, f"m-{user}", "cancel")
+        await say(engine, "plain", "hello", flow="bank")  # outside experiments: counted nowhere here
+        rendered = metrics.render().decode()
+        for name, count in variants.items():
+            labels = f'experiment="short-greeting",variant="{name}"'
+            assert f"mcp_experiment_conversations_total{{{labels}}} {count:.1f}" in rendered
+            assert f"mcp_experiment_completions_total{{{labels}}} {count:.1f}" in rendered
+        assert rendered.count("mcp_experiment_conversations_total{") == len(variants)
+    finally:
+        await engine.close()
