@@ -99,9 +99,7 @@ def run(quick: bool = False) -> Section:
                 met,
             )
         ],
-        notes=[
-            "results = read the experiment + one GROUP BY over its runs' counts + intervals and tests."
-        ],
+        notes=["results = read the experiment + one GROUP BY over its runs' counts + intervals and tests."],
         figures={
             "results_ms": stats.median * 1e3,
             "conversations": conversations,
