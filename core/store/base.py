@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from mcp_engine.errors import UnstorableData
+from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, UnstorableData
 
 FlowStatus = Literal["draft", "published"]
 ExperimentStatus = Literal["draft", "running", "stopped"]
@@ -102,6 +102,25 @@ class ExperimentRecord:
     started_at: float | None = None
     stopped_at: float | None = None
     bases: dict[str, str] = field(default_factory=dict)
+
+
+def found_experiment(record: ExperimentRecord | None, experiment_id: str) -> ExperimentRecord:
+    """``record``, or ``ExperimentNotFound`` (what a store's start or stop says of an unknown id)."""
+    if record is None:
+        raise ExperimentNotFound(f"experiment '{experiment_id}' not found", {"experiment_id": experiment_id})
+    return record
+
+
+def start_changed_nothing(record: ExperimentRecord | None, experiment_id: str) -> ExperimentRecord:
+    """What a store's start returns when no draft was there to start: the running experiment as it is;
+    ``ExperimentNotFound``, or ``ExperimentConflict`` for a stopped one (stopped is final)."""
+    current = found_experiment(record, experiment_id)
+    if current.status == "stopped":
+        raise ExperimentConflict(
+            f"experiment '{experiment_id}' is stopped and cannot start again: create a new one",
+            {"experiment_id": experiment_id, "status": "stopped"},
+        )
+    return current
 
 
 @dataclass(frozen=True)

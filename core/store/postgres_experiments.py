@@ -13,8 +13,14 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, ExperimentOverlap
-from mcp_engine.store.base import ExperimentRecord, VariantCounts, encode_json
+from mcp_engine.errors import ExperimentConflict, ExperimentOverlap
+from mcp_engine.store.base import (
+    ExperimentRecord,
+    VariantCounts,
+    encode_json,
+    found_experiment,
+    start_changed_nothing,
+)
 from mcp_engine.store.postgres_pool import PoolUser, outage_is_unavailable
 from mcp_engine.store.run_tally import RunTally
 
@@ -111,13 +117,7 @@ class ExperimentTables(PoolUser):
             raise ExperimentOverlap(current.flow_id, str(running)) from None
         if row is not None:
             return _record(row)
-        current = await self._existing(tenant_id, experiment_id)
-        if current.status == "stopped":
-            raise ExperimentConflict(
-                f"experiment '{experiment_id}' is stopped and cannot start again: create a new one",
-                {"experiment_id": experiment_id, "status": "stopped"},
-            )
-        return current
+        return start_changed_nothing(await self.get_experiment(tenant_id, experiment_id), experiment_id)
 
     @outage_is_unavailable
     async def stop_experiment(self, tenant_id: str, experiment_id: str, now: float) -> ExperimentRecord:
@@ -153,12 +153,7 @@ class ExperimentTables(PoolUser):
         return [VariantCounts(*(row[0], *(int(value) for value in row[1:]))) for row in rows]
 
     async def _existing(self, tenant_id: str, experiment_id: str) -> ExperimentRecord:
-        found = await self.get_experiment(tenant_id, experiment_id)
-        if found is None:
-            raise ExperimentNotFound(
-                f"experiment '{experiment_id}' not found", {"experiment_id": experiment_id}
-            )
-        return found
+        return found_experiment(await self.get_experiment(tenant_id, experiment_id), experiment_id)
 
 
 def _record(row: asyncpg.Record) -> ExperimentRecord:

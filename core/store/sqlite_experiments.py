@@ -16,8 +16,14 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, ExperimentOverlap
-from mcp_engine.store.base import ExperimentRecord, VariantCounts, encode_json
+from mcp_engine.errors import ExperimentConflict, ExperimentOverlap
+from mcp_engine.store.base import (
+    ExperimentRecord,
+    VariantCounts,
+    encode_json,
+    found_experiment,
+    start_changed_nothing,
+)
 from mcp_engine.store.run_tally import RunTally
 
 _EXPERIMENT = "tenant_id, experiment_id, flow_id, document, status, created_at, started_at, stopped_at, bases"
@@ -108,13 +114,7 @@ class ExperimentRows(ABC):
             raise ExperimentOverlap(current.flow_id, str(running[0][0]) if running else "?") from None
         if rows:
             return _record(rows[0])
-        current = await self._existing(tenant_id, experiment_id)
-        if current.status == "stopped":
-            raise ExperimentConflict(
-                f"experiment '{experiment_id}' is stopped and cannot start again: create a new one",
-                {"experiment_id": experiment_id, "status": "stopped"},
-            )
-        return current
+        return start_changed_nothing(await self.get_experiment(tenant_id, experiment_id), experiment_id)
 
     async def stop_experiment(self, tenant_id: str, experiment_id: str, now: float) -> ExperimentRecord:
         async with self._transaction() as db:
@@ -146,12 +146,7 @@ class ExperimentRows(ABC):
         return [VariantCounts(row[0], *(int(value) for value in row[1:])) for row in rows]
 
     async def _existing(self, tenant_id: str, experiment_id: str) -> ExperimentRecord:
-        found = await self.get_experiment(tenant_id, experiment_id)
-        if found is None:
-            raise ExperimentNotFound(
-                f"experiment '{experiment_id}' not found", {"experiment_id": experiment_id}
-            )
-        return found
+        return found_experiment(await self.get_experiment(tenant_id, experiment_id), experiment_id)
 
 
 def _record(row: Iterable[Any]) -> ExperimentRecord:
