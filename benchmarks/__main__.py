@@ -19,6 +19,7 @@ BENCHMARKS = {
     "floor": "benchmarks.floor",
     "scaling": "benchmarks.scaling",
     "multiprocess": "benchmarks.multiprocess",
+    "experiments": "benchmarks.experiments",
 }
 
 

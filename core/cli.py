@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from mcp_engine.experiments.cli import experiments
 from mcp_engine.flow.validate import ValidationResult, validate_file
 from mcp_engine.registry import default_registry
 
@@ -256,6 +257,8 @@ def export(conversation_ids: tuple[str, ...], tenant: str, source: str, output: 
     else:
         click.echo(text)
 
+
+main.add_command(experiments)
 
 _DB = click.option(
     "--db",

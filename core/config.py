@@ -31,6 +31,9 @@ class EngineSettings(BaseSettings):
         None, alias="MCP_AUTH", description="Unset: on with POSTGRES_URI, off on the embedded default"
     )
     admin_key: SecretStr | None = Field(None, alias="MCP_ADMIN_KEY")  # SecretStr: never in a repr or log
+    enable_ab_testing: bool = Field(
+        True, alias="ENABLE_AB_TESTING", description="Allocate new runs to running experiments' variants"
+    )
     enable_visual_designer: bool = Field(
         True, alias="ENABLE_VISUAL_DESIGNER", description="serve's /playground page (off: 404)"
     )

@@ -49,6 +49,22 @@ class FlowValidationError(InvalidInput):
         self.problems = problems
 
 
+class ExperimentValidationError(InvalidInput):
+    """An experiment document, or an experiment about to start, has at least one error; ``problems``
+    lists every error and warning, each with its JSON pointer into the experiment document."""
+
+    code = "experiment_invalid"
+    http_status = 422
+
+    def __init__(self, problems: list[Problem]) -> None:
+        errors = [p for p in problems if p.severity == "error"]
+        super().__init__(
+            f"{len(errors)} error(s) in the experiment: " + "; ".join(p.short() for p in errors[:3]),
+            {"problems": [p.to_dict() for p in problems]},
+        )
+        self.problems = problems
+
+
 class FlowNotFound(EngineError):
     code = "flow_not_found"
     http_status = 404
@@ -107,6 +123,34 @@ class ConcurrentUpdate(EngineError):
     code = "concurrent_update"
     http_status = 409
     grpc_status = "ABORTED"
+
+
+class ExperimentNotFound(EngineError):
+    code = "experiment_not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class ExperimentConflict(EngineError):
+    """The experiment cannot do that in its state (a stopped one does not start again), or its id is
+    stored with another document (experiments are immutable, like flow versions)."""
+
+    code = "experiment_conflict"
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class ExperimentOverlap(ExperimentConflict):
+    """Another experiment is already running on the flow: a flow's new runs are split by one at a time."""
+
+    code = "experiment_overlap"
+
+    def __init__(self, flow_id: str, running: str) -> None:
+        super().__init__(
+            f"experiment '{running}' is already running on flow '{flow_id}': stop it first",
+            {"flow_id": flow_id, "running": running},
+        )
+        self.flow_id, self.running = flow_id, running
 
 
 class VersionExists(EngineError):

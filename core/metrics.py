@@ -123,6 +123,19 @@ class Metrics:
             buckets=STEP_BUCKETS,
         )
         self.store = {op: self.store_latency.labels(op) for op in STORE_OPERATIONS}
+        self.experiment_conversations = Counter(
+            "mcp_experiment_conversations",
+            "Runs allocated to an experiment's variant (exposures)",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.experiment_completions = Counter(
+            "mcp_experiment_completions",
+            "Runs of an experiment's variant that reached an end state",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self._experiments: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._flows: dict[str, FlowMetrics] = {}
         self._errors: dict[str, dict[str, Any]] = {"request": {}, "turn": {}}
         self._integrations: dict[str, dict[str, tuple[Any, Any]]] = {}
@@ -143,7 +156,8 @@ class Metrics:
 
     def observe_turn(self, flow_id: str, events: Sequence[dict[str, Any]], seconds: float | None) -> None:
         """Count what a finished turn recorded, in one pass over its events (no extra hooks in the turn):
-        messages, no-matches, runtime errors, integration calls, run completions; and its latency."""
+        messages, no-matches, runtime errors, integration calls, run completions, experiment exposures
+        and completions by experiment and variant; and its latency."""
         flow = self.flow(flow_id)
         if seconds is not None:
             flow.turn.observe(seconds)
@@ -159,8 +173,23 @@ class Metrics:
                 self.error("turn", str(event["data"].get("kind", "unknown")))
             elif kind == "run_completed":
                 flow.completions.inc()
+                if "experiment_id" in event:
+                    self._experiment(event)[1].inc()
             elif kind == "integration_call":
                 self._integration(event["data"])
+            elif kind == "experiment_exposure":
+                self._experiment(event)[0].inc()
+
+    def _experiment(self, event: dict[str, Any]) -> tuple[Any, Any]:
+        """The (conversations, completions) children of an experiment run's variant."""
+        key = (str(event["experiment_id"]), str(event["variant"]))
+        children = self._experiments.get(key)
+        if children is None:
+            children = self._experiments[key] = (
+                self.experiment_conversations.labels(*key),
+                self.experiment_completions.labels(*key),
+            )
+        return children
 
     def _integration(self, data: dict[str, Any]) -> None:
         name, outcome = str(data.get("integration_id")), str(data.get("outcome"))

@@ -17,12 +17,15 @@ import pytest
 from mcp_engine.errors import (
     ConcurrentUpdate,
     ConversationBusy,
+    ExperimentConflict,
+    ExperimentNotFound,
+    ExperimentOverlap,
     FlowNotFound,
     InvalidInput,
     UnstorableData,
     VersionExists,
 )
-from mcp_engine.store.base import Store, Tenant, Timer, TurnWrite
+from mcp_engine.store.base import ExperimentRecord, Store, Tenant, Timer, TurnWrite, VariantCounts
 
 OpenStore = Callable[[], Awaitable[Store]]
 A, B = "tenant-a", "tenant-b"
@@ -39,6 +42,30 @@ def turn(expected: int | None = None, tenant: str = A, conversation: str = "c1",
 
 def timer(due_at: float = 100.0, run: str = "r1", tenant: str = A, conversation: str = "c1") -> Timer:
     return Timer(tenant, conversation, due_at, "waiting", run)
+
+
+def experiment(
+    experiment_id: str = "exp", flow_id: str = "pizza", tenant: str = A, **extra: Any
+) -> ExperimentRecord:
+    variants = [{"name": "a", "percentage": 50}, {"name": "b", "percentage": 50}]
+    document = {"experiment_id": experiment_id, "flow_id": flow_id, "variants": variants, **extra}
+    return ExperimentRecord(tenant, experiment_id, flow_id, document, "draft", 100.0)
+
+
+def run_event(
+    kind: str, run: str, variant: str = "a", experiment_id: str = "exp", tenant: str = A, **data: Any
+) -> dict[str, Any]:
+    """An analytics event of an experiment run, as ``experiments.allocation.mark_turn`` tags it."""
+    return {
+        "type": kind,
+        "ts": 10.0,
+        "tenant_id": tenant,
+        "conversation_id": f"c-{run}",
+        "run": run,
+        "experiment_id": experiment_id,
+        "variant": variant,
+        "data": data,
+    }
 
 
 class StoreContract:
@@ -502,3 +529,113 @@ class StoreContract:
         conversation = await again.load(A, "c1")
         assert conversation is not None
         assert conversation.version == 1
+
+    # experiments
+
+    async def test_experiment_create_is_idempotent_and_immutable(self, store: Store) -> None:
+        created, existed = await store.create_experiment(experiment())
+        assert not existed
+        assert (created.status, created.started_at, created.bases) == ("draft", None, {})
+        assert created.document == experiment().document
+        again, existed = await store.create_experiment(experiment())
+        assert existed
+        assert again == created
+        with pytest.raises(ExperimentConflict):
+            await store.create_experiment(experiment(name="other"))
+        assert await store.get_experiment(A, "exp") == created
+
+    async def test_experiment_life(self, store: Store) -> None:
+        await store.create_experiment(experiment())
+        started = await store.start_experiment(A, "exp", {"b": "1.0.0"}, 200.0)
+        assert (started.status, started.started_at, started.bases) == ("running", 200.0, {"b": "1.0.0"})
+        assert await store.start_experiment(A, "exp", {}, 300.0) == started  # running: unchanged
+        stopped = await store.stop_experiment(A, "exp", 400.0)
+        assert (stopped.status, stopped.started_at, stopped.stopped_at) == ("stopped", 200.0, 400.0)
+        assert stopped.bases == {"b": "1.0.0"}
+        assert await store.stop_experiment(A, "exp", 500.0) == stopped
+        with pytest.raises(ExperimentConflict):
+            await store.start_experiment(A, "exp", {}, 600.0)
+        for act in (store.start_experiment(A, "nope", {}, 1.0), store.stop_experiment(A, "nope", 1.0)):
+            with pytest.raises(ExperimentNotFound):
+                await act
+        await store.create_experiment(experiment("draft-only"))
+        assert (await store.stop_experiment(A, "draft-only", 700.0)).status == "stopped"
+
+    async def test_one_experiment_runs_per_flow_even_across_processes(self, open_store: OpenStore) -> None:
+        one, two = await open_store(), await open_store()
+        for record in (experiment("first"), experiment("second"), experiment("elsewhere", flow_id="bank")):
+            await one.create_experiment(record)
+        await one.start_experiment(A, "first", {}, 1.0)
+        with pytest.raises(ExperimentOverlap) as raised:
+            await two.start_experiment(A, "second", {}, 2.0)
+        assert (raised.value.flow_id, raised.value.running) == ("pizza", "first")
+        second = await two.get_experiment(A, "second")
+        assert second is not None
+        assert second.status == "draft"
+        assert (await two.start_experiment(A, "elsewhere", {}, 3.0)).status == "running"
+        await one.stop_experiment(A, "first", 4.0)
+        assert (await two.start_experiment(A, "second", {}, 5.0)).status == "running"
+        await one.create_experiment(experiment("first", tenant=B))  # another tenant's flow of the same id
+        assert (await one.start_experiment(B, "first", {}, 6.0)).status == "running"
+
+    async def test_a_new_run_reads_the_published_version_and_the_running_experiment(
+        self, store: Store
+    ) -> None:
+        assert await store.published_with_experiment(A, "pizza") == (None, None)
+        await store.save_flow_version(A, flow())
+        await store.publish(A, "pizza", "1.0.0")
+        assert await store.published_with_experiment(A, "pizza") == ("1.0.0", None)
+        await store.create_experiment(experiment())
+        assert await store.published_with_experiment(A, "pizza") == ("1.0.0", None)  # a draft splits nothing
+        await store.start_experiment(A, "exp", {}, 1.0)
+        assert await store.published_with_experiment(A, "pizza") == ("1.0.0", "exp")
+        assert await store.published_with_experiment(B, "pizza") == (None, None)
+        assert await store.published_with_experiment(A, "bank") == (None, None)
+        await store.stop_experiment(A, "exp", 2.0)
+        assert await store.published_with_experiment(A, "pizza") == ("1.0.0", None)
+
+    async def test_experiments_are_tenant_scoped(self, store: Store) -> None:
+        await store.create_experiment(experiment())
+        assert await store.get_experiment(B, "exp") is None
+        assert await store.list_experiments(B) == []
+        for act in (store.start_experiment(B, "exp", {}, 1.0), store.stop_experiment(B, "exp", 1.0)):
+            with pytest.raises(ExperimentNotFound):
+                await act
+        own, existed = await store.create_experiment(experiment(tenant=B, name="B's own"))
+        assert (own.tenant_id, existed) == (B, False)
+        assert [r.experiment_id for r in await store.list_experiments(A)] == ["exp"]
+        listed = await store.list_experiments(A)
+        assert listed[0].status == "draft"
+
+    async def test_run_counts_come_from_recorded_events_in_any_order(self, store: Store) -> None:
+        await store.record_events(
+            [
+                run_event("experiment_exposure", "r1"),
+                run_event("message_in", "r1"),
+                run_event("no_match", "r1"),
+                run_event("experiment_exposure", "r3", "b"),
+                run_event("run_completed", "r3", "b", turns=2),  # before its turns: another process's batch
+                {"type": "message_in", "tenant_id": A, "conversation_id": "plain", "run": "x", "data": {}},
+                run_event("message_in", "r9", experiment_id="other"),
+                run_event("message_in", "r1", tenant=B),
+            ]
+        )
+        await store.record_events(
+            [
+                run_event("message_in", "r1"),
+                run_event("message_out", "r1"),
+                run_event("run_completed", "r1", turns=2),
+                run_event("experiment_exposure", "r2"),
+                run_event("message_in", "r2"),
+                run_event("message_in", "r3", "b"),
+                run_event("message_in", "r3", "b"),
+            ]
+        )
+        assert await store.experiment_counts(A, "exp") == [
+            VariantCounts("a", conversations=2, completions=1, turns_to_complete=2, turns=3, no_matches=1),
+            VariantCounts("b", conversations=1, completions=1, turns_to_complete=2, turns=2, no_matches=0),
+        ]
+        assert await store.experiment_counts(A, "other") == [VariantCounts("a", 1, 0, 0, 1, 0)]
+        assert await store.experiment_counts(B, "exp") == [VariantCounts("a", 1, 0, 0, 1, 0)]
+        assert await store.experiment_counts(A, "nope") == []
+        assert len(await store.events(A)) == 14  # every event is kept as well

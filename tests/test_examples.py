@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mcp_engine.experiments.checks import check_document
 from mcp_engine.flow.models import Flow
 from mcp_engine.flow.validate import validate_file, validate_text
 
@@ -74,7 +75,11 @@ def test_docs_have_flows_to_check() -> None:
 @pytest.mark.parametrize(("where", "block"), json_blocks(), ids=[where for where, _ in json_blocks()])
 def test_docs_json_block(where: str, block: str) -> None:
     data = json.loads(block)
-    if '"flow_id"' in block:
+    if '"experiment_id"' in block:  # an experiment document (docs/experiments.md)
+        definition, problems = check_document(data)
+        assert [p.render(where) for p in problems] == []
+        assert definition is not None
+    elif '"flow_id"' in block:
         result = validate_text(block, where)
         assert [p.render(where) for p in result.errors] == []
         assert isinstance(data, dict)

@@ -418,3 +418,29 @@ def test_with_auth_off_the_page_names_a_tenant(
         wait(browser, lambda b: "pizza" in flow_options(b), "demo's flows")
         assert by_id(browser, "who").text.startswith("tenant demo")
         shot("off")
+
+
+def test_a_conversation_in_an_experiment_shows_its_variant(
+    browser: WebDriver, site: Site, shot: Shot
+) -> None:
+    key = site.keys["demo"]
+    patch = {"states": {"greeting": {"config": {"response_templates": {"default": "Hi! Pizza?"}}}}}
+    experiment = {
+        "experiment_id": "playground-test",
+        "flow_id": "pizza",
+        "variants": [
+            {"name": "control", "percentage": 0},
+            {"name": "short", "percentage": 100, "modifications": {"merge_patch": patch}},
+        ],
+    }
+    site.call("POST", "/v2/experiments?start=true", key, experiment)
+    try:
+        connected(browser, site, "demo")
+        pick_flow(browser, "pizza")
+        say(browser, "I'd like to order a pizza", "take_order")  # drawn on the version the patch applies to
+        assert turn_path(browser) == ["greeting", "main_menu", "take_order"]
+        assert by_id(browser, "ab-variant").text == "short"
+        assert "Hi! Pizza?" in bot_texts(browser)
+        shot("variant")
+    finally:
+        site.call("POST", "/v2/experiments/playground-test/stop", key)

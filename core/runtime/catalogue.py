@@ -8,10 +8,12 @@ the tenant), and a flow published before a plugin was disabled fails its next tu
 ``PluginNotEnabled`` (nothing of that turn is written).
 
 Compiled flows are cached in process by (tenant, flow_id, version): versions are immutable once stored,
-so an entry never goes stale; the cache is bounded (least recently used goes first). Each compiled flow
-carries the third-party plugins it uses, so the run-time check costs nothing for a flow of built-ins and
-a dict lookup otherwise: the tenant's settings are kept here for ``TENANT_CACHE_S`` (changed through
-this catalogue they are forgotten at once; changed by another process they are seen within that time).
+so an entry never goes stale (a derived version, ``1.2.0+<tag>``, is an experiment variant's patched
+flow: its document comes from ``derive_versions``' source, is as immutable, and is cached the same way);
+the cache is bounded (least recently used goes first). Each compiled flow carries the third-party plugins
+it uses, so the run-time check costs nothing for a flow of built-ins and a dict lookup otherwise: the
+tenant's settings are kept here for ``TENANT_CACHE_S`` (changed through this catalogue they are forgotten
+at once; changed by another process they are seen within that time).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp_engine.contract import Services
@@ -33,6 +35,8 @@ from mcp_engine.store.base import FlowVersion, Store, Tenant
 
 Key = tuple[str, str, str]
 TENANT_CACHE_S = 5.0
+DERIVED = "+"  # a version with build metadata is derived: not stored, built from a stored one
+DerivedSource = Callable[[str, str, str], Awaitable[dict[str, Any] | None]]
 
 
 class FlowCatalogue:
@@ -56,6 +60,12 @@ class FlowCatalogue:
         self._flows: OrderedDict[Key, CompiledFlow] = OrderedDict()
         self._compiling: dict[Key, asyncio.Lock] = {}
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
+        self._derived: DerivedSource | None = None
+
+    def derive_versions(self, source: DerivedSource) -> None:
+        """Where derived versions' documents come from: ``source(tenant, flow_id, version)`` returns the
+        document (its own ``version`` field the base's), or None when there is no such version."""
+        self._derived = source
 
     # --- tenants --------------------------------------------------------------------------------
 
@@ -172,10 +182,22 @@ class FlowCatalogue:
     async def published(self, tenant_id: str, flow_id: str) -> CompiledFlow:
         """The compiled published version. The store is asked every time (another engine on the same
         store may publish), but only for the version's name: the document is in the compiled flow."""
-        version = await self.store.published_version(tenant_id, flow_id)
+        return await self.compiled_published(
+            tenant_id, flow_id, await self.store.published_version(tenant_id, flow_id)
+        )
+
+    async def compiled_published(self, tenant_id: str, flow_id: str, version: str | None) -> CompiledFlow:
+        """The compiled published version, its name already looked up (None: there is none)."""
         if version is None:
             raise FlowNotFound(f"flow '{flow_id}' has no published version", {"flow_id": flow_id})
         return await self.version(tenant_id, flow_id, version)
+
+    async def prepare(
+        self, tenant_id: str, flow_id: str, version: str, validated: ValidationResult
+    ) -> CompiledFlow:
+        """Compile a derived version from its validated document now (an experiment's start), so no turn
+        compiles it in this process."""
+        return await self._compiled((tenant_id, flow_id, version), _named(validated, version))
 
     async def version(self, tenant_id: str, flow_id: str, version: str) -> CompiledFlow:
         """A compiled version (a run's pinned one, a sub-flow's), if the tenant may still run it."""
@@ -223,10 +245,14 @@ class FlowCatalogue:
 
     async def _validated(self, key: Key) -> ValidationResult:
         tenant_id, flow_id, version = key
-        stored = await self.store.get_flow_version(tenant_id, flow_id, version)
-        if stored is None:
+        document: dict[str, Any] | None = None
+        if DERIVED in version and self._derived is not None:
+            document = await self._derived(tenant_id, flow_id, version)
+        elif (stored := await self.store.get_flow_version(tenant_id, flow_id, version)) is not None:
+            document = stored.document
+        if document is None:
             raise FlowNotFound(f"flow '{flow_id}' version {version} not found", {"flow_id": flow_id})
-        return validate_data(stored.document, self.registry)
+        return _named(validate_data(document, self.registry), version)
 
     def _add(self, key: Key, compiled: CompiledFlow) -> None:
         self._flows[key] = compiled
@@ -238,3 +264,10 @@ class FlowCatalogue:
         for compiled in self._flows.values():
             compiled.close()
         self._flows.clear()
+
+
+def _named(result: ValidationResult, version: str) -> ValidationResult:
+    """``result`` with its flow named ``version``: a derived version's document carries its base's."""
+    if result.flow is not None and result.flow.version != version:
+        result.flow = result.flow.model_copy(update={"version": version})
+    return result

@@ -23,6 +23,8 @@ from mcp_engine.errors import (
     EngineError,
     InvalidInput,
 )
+from mcp_engine.experiments.allocation import EXPOSURE, Assignment, mark_turn
+from mcp_engine.experiments.service import ExperimentService
 from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
@@ -82,6 +84,12 @@ class ExecutionService:
         )
         self.sinks = SinkFanout(
             self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
+        )
+        self.experiments = ExperimentService(
+            store,
+            self.catalogue,
+            self.settings.enable_ab_testing,
+            counts_events=any(sink.name == "store" for sink in self.sinks.sinks),
         )
 
     async def start(self) -> None:
@@ -186,11 +194,15 @@ class ExecutionService:
         context = conversation.context if conversation else None
         before = _snapshot(context) if context else {}
         new_run = context is None or context["run"]["completed"] or (force and force != context["flow_id"])
+        assignment: Assignment | None = None
         if new_run:
             flow_id = force or (
                 context["flow_id"] if context else await self.catalogue.default_flow(tenant_id)
             )
-            compiled = await self.catalogue.published(tenant_id, flow_id)
+            user_id = message.user_id or (context.get("user_id", "") if context else "")
+            compiled, assignment = await self.experiments.new_run(
+                tenant_id, flow_id, user_id, conversation_id
+            )
         else:
             assert context is not None
             compiled = await self.catalogue.version(tenant_id, context["flow_id"], context["flow_version"])
@@ -198,6 +210,8 @@ class ExecutionService:
             context = new_context(tenant_id, conversation_id, message.user_id, message.channel, compiled.flow)
         elif new_run:
             start_run(context, compiled.flow)
+        if assignment is not None:
+            assignment.apply(context)
         if message.user_id:
             context["user_id"] = message.user_id
         if message.channel:  # templates follow the channel of the current message (SPEC §3)
@@ -221,6 +235,8 @@ class ExecutionService:
             now=self.services.now(),
             metrics=self.metrics,
         )
+        if assignment is not None:
+            turn.record(EXPOSURE, assignment.exposure())
         try:
             async with asyncio.timeout(deadline_s):
                 if new_run:
@@ -230,6 +246,7 @@ class ExecutionService:
             raise DeadlineExceeded(
                 f"the turn did not finish within {deadline_s * 1000:.0f} ms and was abandoned"
             ) from exc
+        mark_turn(context, turn.events)
         context["updated_at"] = time.time()
         return turn, before
 
@@ -250,7 +267,7 @@ class ExecutionService:
             "actions_performed": turn.actions_performed,
             "confidence_scores": turn.scores,
             "processing_time_ms": int((time.perf_counter() - started) * 1000),
-            "ab_variant": turn.context.get("ab_variant") or "",
+            "ab_variant": turn.context["run"].get("variant", ""),
             "flow_id": turn.context["flow_id"],
             "flow_version": turn.context["flow_version"],
         }

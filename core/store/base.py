@@ -14,9 +14,10 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from mcp_engine.errors import UnstorableData
+from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, UnstorableData
 
 FlowStatus = Literal["draft", "published"]
+ExperimentStatus = Literal["draft", "running", "stopped"]
 
 
 def encode_json(value: Any, what: str, canonical: bool = False) -> bytes:
@@ -84,6 +85,55 @@ class ApiKey:
     tenant_id: str
     created_at: float
     revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """An experiment as the store keeps it: its document (``ExperimentDefinition.stored()``), immutable
+    once stored, and its life: draft -> running -> stopped (final). ``bases`` is fixed at start: for each
+    merge-patched variant, the flow version its patch applies to."""
+
+    tenant_id: str
+    experiment_id: str
+    flow_id: str
+    document: dict[str, Any]
+    status: ExperimentStatus
+    created_at: float
+    started_at: float | None = None
+    stopped_at: float | None = None
+    bases: dict[str, str] = field(default_factory=dict)
+
+
+def found_experiment(record: ExperimentRecord | None, experiment_id: str) -> ExperimentRecord:
+    """``record``, or ``ExperimentNotFound`` (what a store's start or stop says of an unknown id)."""
+    if record is None:
+        raise ExperimentNotFound(f"experiment '{experiment_id}' not found", {"experiment_id": experiment_id})
+    return record
+
+
+def start_changed_nothing(record: ExperimentRecord | None, experiment_id: str) -> ExperimentRecord:
+    """What a store's start returns when no draft was there to start: the running experiment as it is;
+    ``ExperimentNotFound``, or ``ExperimentConflict`` for a stopped one (stopped is final)."""
+    current = found_experiment(record, experiment_id)
+    if current.status == "stopped":
+        raise ExperimentConflict(
+            f"experiment '{experiment_id}' is stopped and cannot start again: create a new one",
+            {"experiment_id": experiment_id, "status": "stopped"},
+        )
+    return current
+
+
+@dataclass(frozen=True)
+class VariantCounts:
+    """What the store counted for one variant of an experiment, from the events of its runs: runs
+    exposed, runs completed, the turns those completed runs took, every turn, and no-matches."""
+
+    variant: str
+    conversations: int
+    completions: int
+    turns_to_complete: int
+    turns: int
+    no_matches: int
 
 
 @dataclass
@@ -238,14 +288,51 @@ class Store(Protocol):
     # analytics events (the ``store`` event sink)
     async def record_events(self, events: list[dict[str, Any]]) -> None:
         """Append analytics events; each carries ``tenant_id`` and ``type`` (else ``UnstorableData``),
-        usually ``conversation_id`` too. Nothing is written unless every event is stored."""
+        usually ``conversation_id`` too. Nothing is written unless every event is stored. Events of an
+        experiment's run (``experiment_id``, ``variant``, ``run``) also update that run's counts, in the
+        same transaction (``experiment_counts``)."""
         ...
 
     async def events(
         self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
     ) -> list[dict[str, Any]]:
         """The tenant's analytics events oldest first, each with its ``seq``; ``after``: a seq, for the next
-        page (experiment results read every event of a flow, so one capped page would not do)."""
+        page, so a reader can go through every event without one capped page hiding the rest)."""
+        ...
+
+    # experiments
+    async def create_experiment(self, record: ExperimentRecord) -> tuple[ExperimentRecord, bool]:
+        """Store a draft; the stored record and whether it was stored already (the same document again is
+        a no-op). Another document under a stored id raises ``ExperimentConflict``."""
+        ...
+
+    async def get_experiment(self, tenant_id: str, experiment_id: str) -> ExperimentRecord | None: ...
+
+    async def list_experiments(self, tenant_id: str) -> list[ExperimentRecord]:
+        """The tenant's experiments, oldest first."""
+        ...
+
+    async def start_experiment(
+        self, tenant_id: str, experiment_id: str, bases: dict[str, str], now: float
+    ) -> ExperimentRecord:
+        """Draft -> running with its ``bases``; a running one is returned as it is. ``ExperimentNotFound``,
+        ``ExperimentConflict`` for a stopped one, ``ExperimentOverlap`` when another experiment of the
+        tenant is running on the same flow (checked by the store itself, so two starts racing in two
+        processes cannot both win)."""
+        ...
+
+    async def stop_experiment(self, tenant_id: str, experiment_id: str, now: float) -> ExperimentRecord:
+        """Draft or running -> stopped; a stopped one is returned as it is. ``ExperimentNotFound``."""
+        ...
+
+    async def published_with_experiment(self, tenant_id: str, flow_id: str) -> tuple[str | None, str | None]:
+        """A new run's one lookup: the name of the flow's published version and the id of the experiment
+        running on it (each None when there is none)."""
+        ...
+
+    async def experiment_counts(self, tenant_id: str, experiment_id: str) -> list[VariantCounts]:
+        """Per variant, what ``record_events`` counted from the events of the experiment's runs (events
+        carrying ``experiment_id``, ``variant`` and ``run``): one aggregate query, by variant name."""
         ...
 
     # per-conversation serialisation

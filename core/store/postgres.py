@@ -12,7 +12,8 @@ Why it is built this way (ARCHITECTURE.md "Stores"):
 This module is the store itself: opening both, the turn's path (begin, commit, reset, lock) and timers,
 where PostgreSQL and Redis work together. The parts on PostgreSQL alone are their own modules: the pool
 and outage handling (``postgres_pool``), tenants, keys and flow versions (``postgres_catalogue``),
-history and analytics events (``postgres_events``), the schema (``postgres_schema``).
+history and analytics events (``postgres_events``), experiments (``postgres_experiments``), the schema
+(``postgres_schema``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mcp_engine.store.base import Conversation, LoadedTurn, Timer, TurnStart, Tu
 from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.postgres_catalogue import CatalogueTables
 from mcp_engine.store.postgres_events import EventTables
+from mcp_engine.store.postgres_experiments import ExperimentTables
 from mcp_engine.store.postgres_pool import (
     CONVERSATION,
     OUTAGE,
@@ -54,7 +56,7 @@ _TIMER = "tenant_id, conversation_id, due_at, state, run"
 READY_TIMEOUT_S = 2.0  # a readiness probe must answer even when a server accepts but never replies
 
 
-class ProductionStore(CatalogueTables, EventTables):
+class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
     """The ``Store`` on PostgreSQL + Redis (``POSTGRES_URI`` and ``REDIS_URL``): many engine processes share
     one of each and any process can serve any conversation."""
 

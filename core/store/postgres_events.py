@@ -1,7 +1,8 @@
 """A conversation's history and a tenant's analytics events in PostgreSQL: append-only, read in pages.
 
 A turn appends its history events in its own statement (``postgres_turns``); analytics events arrive in
-batches from the ``store`` event sink.
+batches from the ``store`` event sink, and the events of experiment runs update those runs' counts in the
+same statement (``postgres_experiments.COUNT_RUNS``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ from typing import Any
 
 from mcp_engine.errors import UnstorableData
 from mcp_engine.store.base import encode_json
+from mcp_engine.store.postgres_experiments import COUNT_RUNS, run_columns
 from mcp_engine.store.postgres_pool import CONVERSATION, PoolUser, outage_is_unavailable
+from mcp_engine.store.run_tally import tally_runs
 
 _MAX_SEQ = 2**63 - 1
+_APPEND = (
+    "INSERT INTO events (tenant_id, type, event) SELECT t, y, e"
+    " FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(t, y, e, n) ORDER BY n"
+)
+_APPEND_AND_COUNT = f"WITH appended AS ({_APPEND}) {COUNT_RUNS}"
 
 
 class EventTables(PoolUser):
@@ -44,15 +52,13 @@ class EventTables(PoolUser):
             bodies.append(encode_json(event, f"events[{i}]"))
             tenants.append(tenant_id)
             types.append(event_type)
-        if bodies:
-            await self._db().execute(
-                "INSERT INTO events (tenant_id, type, event) SELECT t, y, e"
-                " FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(t, y, e, n)"
-                " ORDER BY n",
-                tenants,
-                types,
-                bodies,
-            )
+        if not bodies:
+            return
+        tallies = tally_runs(events)
+        if tallies:
+            await self._db().execute(_APPEND_AND_COUNT, tenants, types, bodies, *run_columns(tallies))
+        else:
+            await self._db().execute(_APPEND, tenants, types, bodies)
 
     @outage_is_unavailable
     async def events(

@@ -110,6 +110,31 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, experiment_id)
     );
     """,
+    """
+    -- Experiments are read and written now: the table keeps the whole experiment document (variants
+    -- included), and, fixed at start, the flow version each merge-patched variant applies its patch to.
+    -- It was never written before this migration, so its variants column becomes the document.
+    ALTER TABLE experiments RENAME COLUMN variants TO document;
+    ALTER TABLE experiments ADD COLUMN bases jsonb NOT NULL DEFAULT '{}';
+    -- one running experiment per flow: two starts racing in two processes cannot both win
+    CREATE UNIQUE INDEX experiments_one_running ON experiments (tenant_id, flow_id) WHERE status = 'running';
+
+    -- one row per experiment run, counted from its events as they are recorded (same transaction), so
+    -- an experiment's results are one aggregate over its runs, not a scan of its events
+    CREATE TABLE experiment_runs (
+        tenant_id text NOT NULL,
+        experiment_id text NOT NULL,
+        run text NOT NULL,
+        variant text NOT NULL,
+        conversation_id text NOT NULL,
+        first_seen double precision NOT NULL,
+        turns integer NOT NULL,
+        no_matches integer NOT NULL,
+        completed_at double precision,
+        turns_to_complete integer,  -- the run's turns when it completed
+        PRIMARY KEY (tenant_id, experiment_id, run)
+    );
+    """,
 ]
 
 

@@ -1,5 +1,6 @@
 """The embedded store: one SQLite file holds tenants, flows, conversations, history, analytics events,
-idempotency records and timers; per-conversation locks are in-process asyncio locks.
+idempotency records, timers and experiments (``sqlite_experiments``); per-conversation locks are
+in-process asyncio locks.
 
 Why it is built this way:
 - one connection writes, behind an asyncio lock, every write one ``BEGIN IMMEDIATE`` transaction: coroutines
@@ -35,6 +36,8 @@ from mcp_engine.store.base import (
     encode_json,
 )
 from mcp_engine.store.local_locks import ConversationLocks
+from mcp_engine.store.run_tally import RunTally, tally_runs
+from mcp_engine.store.sqlite_experiments import ExperimentRows, count_runs
 from mcp_engine.store.sqlite_schema import migrate
 
 DAY_S = 24 * 3600.0
@@ -48,7 +51,7 @@ _MAX_SEQ = 2**63 - 1
 _Params = tuple[Any, ...]
 
 
-class SQLiteStore:
+class SQLiteStore(ExperimentRows):
     """The ``Store`` on one SQLite file (``MCP_SQLITE_PATH``): the engine's default with no configuration."""
 
     name = "sqlite"
@@ -318,7 +321,7 @@ class SQLiteStore:
                 raise UnstorableData(f"events[{i}] needs a string tenant_id and type", {"index": i})
             rows.append((tenant_id, event_type, encode_json(event, f"events[{i}]")))
         if rows:
-            await self._in_transaction(_record_events, rows)
+            await self._in_transaction(_record_events, rows, tally_runs(events))
 
     async def events(
         self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
@@ -568,8 +571,9 @@ def _compare_and_set(
     return write.expected_version + 1
 
 
-def _record_events(conn: sqlite3.Connection, rows: list[_Params]) -> None:
+def _record_events(conn: sqlite3.Connection, rows: list[_Params], tallies: list[RunTally]) -> None:
     conn.executemany("INSERT INTO events (tenant_id, type, event) VALUES (?, ?, ?)", rows)
+    count_runs(conn, tallies)
 
 
 def _tenant(row: Iterable[Any]) -> Tenant:

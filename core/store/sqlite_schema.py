@@ -92,6 +92,39 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, key_id)
     ) WITHOUT ROWID;
     """,
+    """
+    -- A/B experiments: the whole document, its life (draft -> running -> stopped) and, fixed at start,
+    -- the flow version each merge-patched variant applies its patch to
+    CREATE TABLE experiments (
+        tenant_id TEXT NOT NULL,
+        experiment_id TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        document BLOB NOT NULL,  -- canonical JSON, compared to tell a re-create from a change
+        status TEXT NOT NULL CHECK (status IN ('draft', 'running', 'stopped')),
+        created_at REAL NOT NULL,
+        started_at REAL,
+        stopped_at REAL,
+        bases TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (tenant_id, experiment_id)
+    ) WITHOUT ROWID;
+    -- one running experiment per flow, enforced by the file itself (two engines may share it)
+    CREATE UNIQUE INDEX experiments_one_running ON experiments (tenant_id, flow_id) WHERE status = 'running';
+
+    -- one row per experiment run, counted from its events as they are recorded (same transaction)
+    CREATE TABLE experiment_runs (
+        tenant_id TEXT NOT NULL,
+        experiment_id TEXT NOT NULL,
+        run TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        turns INTEGER NOT NULL,
+        no_matches INTEGER NOT NULL,
+        completed_at REAL,
+        turns_to_complete INTEGER,
+        PRIMARY KEY (tenant_id, experiment_id, run)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

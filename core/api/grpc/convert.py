@@ -75,4 +75,5 @@ def state_reply(context: Mapping[str, Any]) -> mcp_pb2.GetStateResponse:
         flow_id=context["flow_id"],
         flow_version=context["flow_version"],
         context=struct,
+        ab_variant=(context.get("run") or {}).get("variant", ""),
     )

@@ -109,18 +109,20 @@ class GetStateRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class GetStateResponse(_message.Message):
-    __slots__ = ("conversation_id", "current_state", "flow_id", "flow_version", "context")
+    __slots__ = ("conversation_id", "current_state", "flow_id", "flow_version", "context", "ab_variant")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STATE_FIELD_NUMBER: _ClassVar[int]
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    AB_VARIANT_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     current_state: str
     flow_id: str
     flow_version: str
     context: _struct_pb2.Struct
-    def __init__(self, conversation_id: _Optional[str] = ..., current_state: _Optional[str] = ..., flow_id: _Optional[str] = ..., flow_version: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    ab_variant: str
+    def __init__(self, conversation_id: _Optional[str] = ..., current_state: _Optional[str] = ..., flow_id: _Optional[str] = ..., flow_version: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ab_variant: _Optional[str] = ...) -> None: ...
 
 class ResetRequest(_message.Message):
     __slots__ = ("tenant_id", "conversation_id")

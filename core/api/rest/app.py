@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from mcp_engine.api.rest import admin, conversations, flows, flowtests
+from mcp_engine.api.rest import admin, conversations, experiments, flows, flowtests
 from mcp_engine.api.rest.edge import AUTH, ENGINE, LIMITER, OPENAPI, Auth
 from mcp_engine.api.rest.middleware import error_middleware
 from mcp_engine.api.rest.routing import Route, add_routes, openapi_bytes
@@ -21,6 +21,7 @@ ROUTES: tuple[Route, ...] = (
     *flows.ROUTES,
     *flowtests.ROUTES,
     *conversations.ROUTES,
+    *experiments.ROUTES,
     *admin.ROUTES,
     admin.OPENAPI_ROUTE,
 )

@@ -49,6 +49,7 @@ async def get_conversation(call: Call) -> web.StreamResponse:
         current_state=context.get("current_state"),
         flow_id=context.get("flow_id"),
         flow_version=context.get("flow_version"),
+        ab_variant=(context.get("run") or {}).get("variant", ""),
         context=context,
     )
     return model_response(state)

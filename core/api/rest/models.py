@@ -184,12 +184,15 @@ class ConversationState(BaseModel):
     current_state: str | None
     flow_id: str | None
     flow_version: str | None
+    ab_variant: str = Field("", description="The A/B variant of the current run, empty outside experiments.")
     context: dict[str, Any]
 
 
 class HistoryQuery(Lenient):
     limit: int = Field(50, ge=1, le=500)
-    before: int | None = Field(None, ge=1, description="A ``seq`` (from ``next_before``): older events.")
+    before: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="A ``seq`` (from ``next_before``): older events."
+    )
 
 
 class HistoryPage(BaseModel):

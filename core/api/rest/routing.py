@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from mcp_engine.api.rest import models
 from mcp_engine.api.rest.edge import TENANT_HEADER, Call
 from mcp_engine.api.rest.middleware import invalid
+from mcp_engine.experiments.models import ExperimentId
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 Access = Literal["public", "tenant", "admin"]
@@ -33,6 +34,7 @@ PATH_PARAMS: dict[str, Any] = {
     "conversation_id": models.ConversationId,
     "tenant_id": models.TenantId,
     "key_id": models.KeyId,
+    "experiment_id": ExperimentId,
 }
 REF = "#/components/schemas/{model}"
 _TEXT_OR_JSON = ("string", "object")  # a non-model body: text, or a JSON object (the document itself)
@@ -50,6 +52,9 @@ class Route:
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     access: Access = "tenant"
+    # The body's documented schema when the handler checks the body itself (reporting every problem at
+    # once, 422) and ``body`` only takes it as a JSON object: what clients see is the real shape.
+    body_schema: type[BaseModel] | None = None
     path_model: type[BaseModel] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -157,7 +162,7 @@ def _operation(route: Route, refs: Refs) -> dict[str, Any]:
     if doc:
         operation["description"] = doc
     if route.body is not None:
-        schema = {"$ref": refs[(route.body, "validation")]}
+        schema = {"$ref": refs[(route.body_schema or route.body, "validation")]}
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     if route.access != "public":
         operation["security"] = [{"bearer": []}] if route.access == "admin" else [{"bearer": []}, {}]
@@ -179,7 +184,7 @@ def _schemas(routes: Sequence[Route]) -> tuple[Refs, dict[str, Any]]:
     wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {(models.ErrorBody, "serialization"): None}
     for route in routes:
         if route.body is not None:
-            wanted[(route.body, "validation")] = None
+            wanted[(route.body_schema or route.body, "validation")] = None
         for content in route.ok.values():
             if isinstance(content, type):
                 wanted[(content, "serialization")] = None

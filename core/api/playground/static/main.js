@@ -15,6 +15,12 @@ const NOTICE_MS = 8000;
 const DEFAULT_THRESHOLD = 0.7; // SPEC §2: settings.confidence_threshold
 
 /** A JSON pointer that wraps after its slashes, not inside a name. */
+/** The stored version a conversation's version is drawn as: an A/B variant's patched flow
+ * ("1.0.0+experiment.variant", docs/experiments.md) is its base version with a merge patch. */
+function storedVersion(version) {
+  return version.split("+")[0];
+}
+
 function breakable(pointer) {
   return pointer.split("/").flatMap((part, n) => (n ? ["/", h("wbr"), part] : [part]));
 }
@@ -168,6 +174,7 @@ class App {
 
   /** Show ``flowId`` (at ``version``, else its published one); a new chat unless ``keepChat``. */
   async selectFlow(flowId, version = null, keepChat = false) {
+    version = version && storedVersion(version);
     const list = await this.api.get(`/v2/flows/${seg(flowId)}/versions`);
     this.flowId = flowId;
     this.versions = list.versions.slice().reverse();
@@ -310,7 +317,7 @@ class App {
 
   /** After a chat turn: follow the conversation's flow version, light its state and path. */
   async turnTaken(reply, context, events) {
-    if (this.shown !== `${reply.flow_id}@${reply.flow_version}`) {
+    if (this.shown !== `${reply.flow_id}@${storedVersion(reply.flow_version)}`) {
       await this.selectFlow(reply.flow_id, reply.flow_version, true);
     }
     const path = pathOf(events, reply.flow_id, reply.flow_version);
@@ -330,7 +337,7 @@ class App {
 
   async replayStep(events, index) {
     const event = events[index];
-    if (this.shown !== `${event.flow_id}@${event.flow_version}`) {
+    if (this.shown !== `${event.flow_id}@${storedVersion(event.flow_version)}`) {
       await this.run(this.selectFlow(event.flow_id, event.flow_version, true));
     }
     let start = index;
