@@ -228,6 +228,8 @@ async def test_history_pages_with_a_cursor(client: TestClient[Any, Any]) -> None
     assert paged == seqs
     bad = await client.get("/v2/conversations/c3/history?limit=0", headers=DEMO)
     assert (await error_of(bad, 400))["details"]["errors"][0]["loc"] == ["query", "limit"]
+    huge = await client.get(f"/v2/conversations/c3/history?before={2**70}", headers=DEMO)  # was a 500
+    assert (await error_of(huge, 400))["details"]["errors"][0]["loc"] == ["query", "before"]
 
 
 @pytest.mark.parametrize(
