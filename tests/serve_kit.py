@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,15 +114,18 @@ class Served:
 
 
 @contextmanager
-def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """``mcp-engine serve *args`` on free ports and a fresh SQLite file; yields once it is serving."""
+def serve(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, command: Sequence[str] = (str(MCP_ENGINE),)
+) -> Iterator[Served]:
+    """``mcp-engine serve *args`` on free ports and a fresh SQLite file; yields once it is serving.
+    ``command`` runs the engine (another environment's ``python -m mcp_engine``)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_URI", "REDIS_URL", "MCP_AUTH")}
     served_env = {"HTTP_PORT": str(free_port()), "GRPC_PORT": str(free_port())}
     environment |= (
         served_env | {"MCP_SQLITE_PATH": str(tmp / "serve.db"), "MCP_AUTH": "off"} | ENV | (env or {})
     )
     process = subprocess.Popen(
-        [str(MCP_ENGINE), "serve", *args],
+        [*command, "serve", *args],
         env=environment,
         cwd=tmp,
         stdout=subprocess.DEVNULL,
