@@ -135,10 +135,7 @@ class Converse:
     async def open(self, flow: FlowSource, *, channel: str = "default") -> Conversation:
         """Publish ``flow`` (validated in its tenant's view: an invalid one raises ``FlowValidationError``
         listing every problem) and a new conversation on it."""
-        if isinstance(flow, Mapping):
-            source = Source(copy.deepcopy(dict(flow)))
-        else:
-            source = _read(flow)
+        source = Source(copy.deepcopy(dict(flow))) if isinstance(flow, Mapping) else _read(flow)
         published = await self.engine.catalogue.publish_document(source.data, source=source)
         return Conversation(self.engine, published.tenant_id, published.flow_id, channel=channel)
 
