@@ -38,8 +38,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
             sys.executable,
             "-m",
             "build",
-            "--sdist",
-            "--wheel",
             "--no-isolation",
             "--outdir",
             str(out),
