@@ -2,7 +2,8 @@
 
 Routes are aiohttp handlers on aiohttp paths (``/accounts/{account}/balance``, so ``request.match_info``
 works), and may be added or replaced while the server runs: a test adds the answers it needs after the
-fixture started the server. Every request is recorded in ``received`` before its handler runs.
+fixture started the server. Every request is recorded in ``received`` before its handler runs, body
+included (so a handler sees ``request.body_exists``, not ``can_read_body``; ``await request.json()`` works).
 """
 
 from __future__ import annotations
