@@ -1,6 +1,7 @@
 """The wheel ships one top-level package, mcp_engine, with every package directory in it."""
 
 import configparser
+import os
 import subprocess
 import sys
 import tarfile
@@ -82,6 +83,41 @@ def test_sdist_ships_the_plugin_template(built: Path) -> None:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     template = {f"plugin_template/{name}" for name in _template_files()}
     assert template <= names, f"template files missing from the sdist: {template - names}"
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_renders_the_plugin_template(built: Path, tmp_path: Path) -> None:
+    """``mcp-engine new-plugin`` from the wheel (first on the path), not from the source tree."""
+    (wheel,) = built.glob("mcp_engine-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            wheel,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    render = (
+        "import sys, mcp_engine.new_plugin as n; assert n.__file__.startswith(sys.argv[1]), n.__file__; "
+        "from pathlib import Path; print(n.render_plugin('wheeled', Path(sys.argv[2])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", render, str(site), str(tmp_path)],
+        env=os.environ | {"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mcp-engine-wheeled" / "src" / "mcp_engine_wheeled" / "states.py").is_file()
 
 
 def test_setup_cfg_lists_every_package() -> None:
