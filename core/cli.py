@@ -13,6 +13,7 @@ import click
 
 from mcp_engine.experiments.cli import experiments
 from mcp_engine.flow.validate import ValidationResult, validate_file
+from mcp_engine.new_plugin import KINDS
 from mcp_engine.registry import default_registry
 
 if TYPE_CHECKING:
@@ -259,6 +260,36 @@ def export(conversation_ids: tuple[str, ...], tenant: str, source: str, output: 
 
 
 main.add_command(experiments)
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(KINDS),
+    help="Include an example of this plugin kind (repeat it; default: every kind).",
+)
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the project's folder, mcp-engine-NAME.",
+)
+def new_plugin(name: str, kinds: tuple[str, ...], parent: Path) -> None:
+    """Create a plugin distribution NAME: an example of each plugin kind, a flow using them, its tests."""
+    from mcp_engine.new_plugin import render_plugin
+
+    try:
+        target = render_plugin(name, parent, kinds or KINDS)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {target}; next, in the engine's environment:")
+    click.echo(f"  cd {target} && pip install -e '.[test]' && pytest")
+
 
 _DB = click.option(
     "--db",

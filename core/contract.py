@@ -531,6 +531,7 @@ __all__ = [
     "IntegrationClient",
     "IntegrationRequest",
     "IntegrationResult",
+    "Intent",
     "IntentClassifier",
     "IntentScore",
     "OutboundMessage",

@@ -8,7 +8,7 @@ any installed plugin. Passing the same tests both ways is the proof that the hos
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,7 @@ import pytest
 
 from mcp_engine.plugin_manager import Provider, create_plugin_manager
 from mcp_engine.registry import Registry
-from mcp_engine.runtime.execution import ExecutionService
 from tests.plugin_kit import Install, installed_site
-from tests.turnkit import open_engine
 
 REIMPLEMENTED = ("mcp_engine.plugins.states.intent", "mcp_engine.plugins.states.wait")
 STATEKIT = Provider("mcp-engine-statekit", "1.0.0", "statekit")
@@ -58,11 +56,10 @@ def states(request: pytest.FixtureRequest, statekit: States) -> States:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path, states: States) -> AsyncIterator[ExecutionService]:
-    """An engine on a fresh SQLite file, with no flows published, on each implementation of the states."""
-    engine = await open_engine(tmp_path / "engine.db", states.registry())
-    yield engine
-    await engine.close()
+def engine_registry(states: States) -> Registry:
+    """The kit's ``engine`` (a fresh embedded store, no flows published) runs on each implementation of
+    the states."""
+    return states.registry()
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
-"""Serving in tests: a slow bank/helpdesk mock, a flows folder pointing at it, and ``mcp-engine serve``
-as a real subprocess on free 127.0.0.1 ports (stderr collected line by line)."""
+"""Serving in tests: a flows folder pointing at the example flows' bank and helpdesk (``ExampleBackend``),
+and ``mcp-engine serve`` as a real subprocess on free 127.0.0.1 ports (stderr collected line by line)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -13,54 +12,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from mcp_engine.api.grpc import mcp_pb2
+from tests.engine_fixtures import ENV, ExampleBackend
 
 FLOWS_DIR = Path(__file__).parent.parent / "examples" / "flows"
 MCP_ENGINE = Path(sys.executable).parent / "mcp-engine"
-ENV = {"BANK_API_TOKEN": "s3cret-bank-token", "HELPDESK_API_KEY": "helpdesk-key"}
 START_TIMEOUT_S = 30.0
 
 
-class Backend:
-    """The bank and helpdesk the example flows call; a balance takes ``delay_s`` (slow turns)."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.balance_calls = 0
-        self.runner: web.AppRunner | None = None
-        self.base = ""
-
-    async def balance(self, request: web.Request) -> web.Response:
-        self.balance_calls += 1
-        await asyncio.sleep(self.delay_s)
-        return web.json_response({"data": {"balance": 1234.5, "as_of": "2024-05-01"}})
-
-    async def ticket(self, request: web.Request) -> web.Response:
-        return web.json_response({"ticket": {"id": "T-1001"}}, status=201)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/api/v1/accounts/{account}/balance", self.balance)
-        app.router.add_post("/helpdesk/tickets", self.ticket)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.base = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-
-def flows_folder(target: Path, backend: Backend) -> Path:
+def flows_folder(target: Path, backend: ExampleBackend) -> Path:
     """A copy of ``examples/flows`` whose integrations call ``backend``."""
     target.mkdir(parents=True, exist_ok=True)
     for path in FLOWS_DIR.glob("*.json"):
@@ -114,15 +80,18 @@ class Served:
 
 
 @contextmanager
-def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """``mcp-engine serve *args`` on free ports and a fresh SQLite file; yields once it is serving."""
+def serve(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, command: Sequence[str] = (str(MCP_ENGINE),)
+) -> Iterator[Served]:
+    """``mcp-engine serve *args`` on free ports and a fresh SQLite file; yields once it is serving.
+    ``command`` runs the engine (another environment's ``python -m mcp_engine``)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_URI", "REDIS_URL", "MCP_AUTH")}
     served_env = {"HTTP_PORT": str(free_port()), "GRPC_PORT": str(free_port())}
     environment |= (
         served_env | {"MCP_SQLITE_PATH": str(tmp / "serve.db"), "MCP_AUTH": "off"} | ENV | (env or {})
     )
     process = subprocess.Popen(
-        [str(MCP_ENGINE), "serve", *args],
+        [*command, "serve", *args],
         env=environment,
         cwd=tmp,
         stdout=subprocess.DEVNULL,

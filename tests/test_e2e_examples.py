@@ -7,112 +7,50 @@ server on 127.0.0.1 (their ``integrations.*.base_url`` rewritten to it before pu
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from mcp_engine.errors import EngineError, FlowNotFound, InvalidInput
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
 from mcp_engine.runtime.timers import fire_due_timers
+from mcp_engine.testing import FakeIntegration
 from tests.engine_fixtures import (
+    ENV,
+    HELPDESK_KEY,
     TENANT,
+    TOKEN,
     Conversation,
+    ExampleBackend,
     engine_settings,
     example_flow,
     open_engine,
     texts,
 )
 
-TOKEN = "s3cret-bank-token"
-HELPDESK_KEY = "helpdesk-key"
-ENV = {"BANK_API_TOKEN": TOKEN, "HELPDESK_API_KEY": HELPDESK_KEY}
-
-
-# --- a fake bank and helpdesk on 127.0.0.1 ---------------------------------------------------------
-
-
-class FakeBackend:
-    """The core-banking API and the helpdesk the example flows call, recording every request.
-
-    Accounts: 12345678 answers, 00000404 is unknown (404), 55555503 fails with 503 ``fail_first``
-    times before answering, 77777777 is slow (answers only once ``release`` is set).
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.attempts: dict[str, int] = {}
-        self.fail_first = 2
-        self.slow = True
-        self.release = asyncio.Event()
-        self.runner: web.AppRunner | None = None
-        self.base = ""
-
-    async def balance(self, request: web.Request) -> web.Response:
-        account = request.match_info["account"]
-        self.attempts[account] = self.attempts.get(account, 0) + 1
-        self.requests.append(
-            {"path": request.path, "query": dict(request.query), "headers": dict(request.headers)}
-        )
-        if account == "00000404":
-            return web.json_response({"error": "no such account"}, status=404)
-        if account == "55555503" and self.attempts[account] <= self.fail_first:
-            return web.json_response({"error": "maintenance"}, status=503)
-        if account == "77777777" and self.slow:
-            await self.release.wait()
-        return web.json_response({"data": {"balance": 1234.5, "as_of": "2024-05-01"}})
-
-    async def ticket(self, request: web.Request) -> web.Response:
-        self.requests.append(
-            {"path": request.path, "body": await request.json(), "headers": dict(request.headers)}
-        )
-        return web.json_response({"ticket": {"id": "T-1001"}}, status=201)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/api/v1/accounts/{account}/balance", self.balance)
-        app.router.add_post("/helpdesk/tickets", self.ticket)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.base = f"http://{host}:{port}"
-
-    async def stop(self) -> None:
-        self.release.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
-
 
 @pytest.fixture
-async def backend() -> AsyncIterator[FakeBackend]:
-    server = FakeBackend()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def backend(fake_integration: FakeIntegration) -> ExampleBackend:
+    return ExampleBackend(fake_integration)
 
 
-def bank_flow(backend: FakeBackend) -> dict[str, Any]:
+def bank_flow(backend: ExampleBackend) -> dict[str, Any]:
     document = example_flow("bank")
     document["integrations"]["core_banking"]["base_url"] = f"{backend.base}/api/v1"
     return document
 
 
-def support_flow(backend: FakeBackend) -> dict[str, Any]:
+def support_flow(backend: ExampleBackend) -> dict[str, Any]:
     document = example_flow("support")
     document["integrations"]["helpdesk"]["base_url"] = f"{backend.base}/helpdesk"
     return document
 
 
 @pytest.fixture
-async def engine(tmp_path: Path, backend: FakeBackend) -> AsyncIterator[ExecutionService]:
+async def engine(tmp_path: Path, backend: ExampleBackend) -> AsyncIterator[ExecutionService]:
     documents = {"bank": bank_flow(backend), "support": support_flow(backend)}
     async with open_engine(tmp_path / "engine.db", documents, env=ENV) as service:
         yield service
@@ -124,7 +62,7 @@ def pizza(engine: ExecutionService, conversation_id: str = "pizza-1") -> Convers
 
 async def turn(chat: Conversation, text: str, state: str, messages: list[str]) -> dict[str, Any]:
     """Send ``text``; the reply must end in ``state`` having said exactly ``messages``."""
-    reply = await chat.say(text)
+    reply = (await chat.say(text)).data
     assert (texts(reply), reply["current_state"]) == (messages, state), f"after {text!r}"
     return reply
 
@@ -343,7 +281,7 @@ def looking_up(account: str) -> str:
 BALANCE = "The balance of account 12345678 is 1234.5 EUR (as of 2024-05-01)."
 
 
-async def test_bank_balance_success(engine: ExecutionService, backend: FakeBackend) -> None:
+async def test_bank_balance_success(engine: ExecutionService, backend: ExampleBackend) -> None:
     chat = Conversation(engine, "bank-1", "bank")
     await turn(chat, "what's my balance?", "ask_account", [WELCOME, MENU, ASK_ACCOUNT])
     reply = await turn(chat, "12345678", "anything_else", [looking_up("12345678"), BALANCE, ANYTHING_ELSE])
@@ -354,9 +292,9 @@ async def test_bank_balance_success(engine: ExecutionService, backend: FakeBacke
         "data": {"balance": 1234.5, "as_of": "2024-05-01"}
     }
     (request,) = backend.requests
-    assert request["path"] == "/api/v1/accounts/12345678/balance"
-    assert request["query"] == {"currency": "EUR", "channel": "default"}
-    assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert request.path == "/api/v1/accounts/12345678/balance"
+    assert request.query == {"currency": "EUR", "channel": "default"}
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     # the secret is resolved at call time, never stored resolved
     stored = await engine.store.get_flow_version(TENANT, "bank", "1.2.0")
     assert stored is not None
@@ -368,7 +306,7 @@ async def test_bank_balance_success(engine: ExecutionService, backend: FakeBacke
 
 
 async def test_bank_unknown_account_takes_the_4xx_branch(
-    engine: ExecutionService, backend: FakeBackend
+    engine: ExecutionService, backend: ExampleBackend
 ) -> None:
     chat = Conversation(engine, "bank-404", "bank")
     await turn(chat, "check my account balance", "ask_account", [WELCOME, MENU, ASK_ACCOUNT])
@@ -390,7 +328,7 @@ async def test_bank_unknown_account_takes_the_4xx_branch(
 
 
 async def test_bank_5xx_is_not_retried_by_the_state_retry_config(
-    engine: ExecutionService, backend: FakeBackend
+    engine: ExecutionService, backend: ExampleBackend
 ) -> None:
     # fetch_balance's retry_config (retry on timeout and network only) overrides the integration's policy
     chat = Conversation(engine, "bank-503", "bank")
@@ -399,7 +337,7 @@ async def test_bank_5xx_is_not_retried_by_the_state_retry_config(
     assert backend.attempts == {"55555503": 1}
 
 
-async def test_bank_503_twice_then_200_is_retried(tmp_path: Path, backend: FakeBackend) -> None:
+async def test_bank_503_twice_then_200_is_retried(tmp_path: Path, backend: ExampleBackend) -> None:
     document = bank_flow(backend)
     document["states"]["fetch_balance"]["config"]["retry_config"] = {
         "max_retries": 2,
@@ -426,7 +364,7 @@ async def test_bank_503_twice_then_200_is_retried(tmp_path: Path, backend: FakeB
     assert call["data"]["attempts"] == 3
 
 
-async def test_bank_503_after_every_retry_is_unavailable(tmp_path: Path, backend: FakeBackend) -> None:
+async def test_bank_503_after_every_retry_is_unavailable(tmp_path: Path, backend: ExampleBackend) -> None:
     document = bank_flow(backend)
     document["states"]["fetch_balance"]["config"]["retry_config"] = {
         "max_retries": 1,
@@ -440,7 +378,7 @@ async def test_bank_503_after_every_retry_is_unavailable(tmp_path: Path, backend
     assert backend.attempts == {"55555503": 2}
 
 
-async def test_bank_slow_answer_takes_the_timeout_branch(tmp_path: Path, backend: FakeBackend) -> None:
+async def test_bank_slow_answer_takes_the_timeout_branch(tmp_path: Path, backend: ExampleBackend) -> None:
     document = bank_flow(backend)
     config = document["states"]["fetch_balance"]["config"]
     config["timeout_ms"] = 300  # the slow account never answers in time; the others answer at once
@@ -469,7 +407,7 @@ async def test_bank_slow_answer_takes_the_timeout_branch(tmp_path: Path, backend
         )
 
 
-async def test_bank_missing_token_is_a_mapping_error(tmp_path: Path, backend: FakeBackend) -> None:
+async def test_bank_missing_token_is_a_mapping_error(tmp_path: Path, backend: ExampleBackend) -> None:
     async with open_engine(tmp_path / "e.db", {"bank": bank_flow(backend)}, env={}) as engine:
         chat = Conversation(engine, "bank-notoken", "bank")
         await turn(chat, "balance", "ask_account", [WELCOME, MENU, ASK_ACCOUNT])
@@ -548,7 +486,7 @@ async def test_support_wait_times_out_server_side(engine: ExecutionService) -> N
 async def test_support_client_sent_timeout_event(engine: ExecutionService) -> None:
     chat = Conversation(engine, "support-event", "support")
     await reach_wait_state(chat)
-    reply = await chat.say("timeout", kind="event")
+    reply = (await chat.say("timeout", type="event")).data
     assert (texts(reply), reply["current_state"]) == ([CHECK_IN], "check_in")
     # leaving the wait state cancelled its server-side timer
     assert await fire_due_timers(engine, now=time.time() + 3600) == []
@@ -578,7 +516,7 @@ async def test_support_cancel_in_the_wait_state_drops_its_timeout(engine: Execut
     assert (await chat.state())["current_state"] == "cancelled"
 
 
-async def test_the_timer_survives_a_new_engine(tmp_path: Path, backend: FakeBackend) -> None:
+async def test_the_timer_survives_a_new_engine(tmp_path: Path, backend: ExampleBackend) -> None:
     db = tmp_path / "timers.db"
     async with open_engine(db, {"support": support_flow(backend)}, env=ENV) as engine:
         await reach_wait_state(Conversation(engine, "support-restart", "support"))
@@ -596,7 +534,7 @@ async def test_a_timeout_event_outside_a_wait_state_is_ignored(engine: Execution
     # and an event nothing waits for is neither answered nor counted as a miss
     chat = pizza(engine, "stray-timeout")
     await turn(chat, "hi", "main_menu", [GREETING, CLARIFY])
-    reply = await chat.say("timeout", kind="event")
+    reply = (await chat.say("timeout", type="event")).data
     assert (texts(reply), reply["current_state"]) == ([], "main_menu")
     assert (await engine.get_state("demo", "stray-timeout"))["no_match_count"] == 0
 
@@ -610,7 +548,7 @@ async def test_support_reply_to_the_wait_state_resolves(engine: ExecutionService
 
 
 async def test_support_sub_flow_collects_contact_and_returns(
-    engine: ExecutionService, backend: FakeBackend
+    engine: ExecutionService, backend: ExampleBackend
 ) -> None:
     chat = Conversation(engine, "support-sub", "support")
     await reach_wait_state(chat)
@@ -647,9 +585,9 @@ async def test_support_sub_flow_collects_contact_and_returns(
     assert context["return_stack"] == []
     assert context["run"]["completed"] is True
     assert context["variables"]["ticket_id"] == "T-1001"
-    (ticket,) = [r for r in backend.requests if r["path"] == "/helpdesk/tickets"]
-    assert ticket["headers"]["X-Api-Key"] == HELPDESK_KEY
-    assert ticket["body"] == {
+    (ticket,) = [r for r in backend.requests if r.path == "/helpdesk/tickets"]
+    assert ticket.headers["X-Api-Key"] == HELPDESK_KEY
+    assert ticket.json() == {
         "summary": "my internet is down",
         "contact_name": "Jane Doe",
         "contact_email": "jane@example.com",
@@ -694,10 +632,10 @@ async def test_support_billing(engine: ExecutionService) -> None:
 
 async def test_the_same_message_id_twice_returns_the_stored_reply(engine: ExecutionService) -> None:
     chat = pizza(engine, "idem")
-    first = await chat.say("I'd like to order a pizza", message_id="m-1")
+    first = (await chat.say("I'd like to order a pizza", message_id="m-1")).data
     before = await engine.store.load(TENANT, "idem")
     history = await chat.history()
-    again = await chat.say("I'd like to order a pizza", message_id="m-1")
+    again = (await chat.say("I'd like to order a pizza", message_id="m-1")).data
     assert again == first
     after = await engine.store.load(TENANT, "idem")
     assert before is not None
@@ -706,9 +644,9 @@ async def test_the_same_message_id_twice_returns_the_stored_reply(engine: Execut
     assert after.context == before.context
     assert await chat.history() == history
     # the same id with other text is still the same message
-    assert await chat.say("large", message_id="m-1") == first
+    assert (await chat.say("large", message_id="m-1")).data == first
     # a new id is a new message
-    reply = await chat.say("large", message_id="m-2")
+    reply = (await chat.say("large", message_id="m-2")).data
     assert (texts(reply), reply["current_state"]) == ([ASK_COUNT_LARGE], "take_order")
 
 

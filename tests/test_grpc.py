@@ -261,9 +261,7 @@ async def test_the_client_deadline_abandons_a_slow_turn_unwritten(
         await release.wait()
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_get("/slow", slow)
-    async with serve(app) as url:
+    async with serve(web.get("/slow", slow)) as url:
         await engine.catalogue.publish_document(slow_flow(url))
         await client.send("d1", "hi", flow="slow")
         before = await client.context("d1")

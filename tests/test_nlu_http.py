@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from mcp_engine import IntentScore, Services
 from mcp_engine.flow.models import Intent
 from mcp_engine.plugins.nlu.http import HttpClassifier, HttpConfig
 from mcp_engine.runtime.services import EngineServices
+from mcp_engine.testing import FakeIntegration
 
 INTENTS = {
     "order_pizza": Intent(examples=["two large pizzas please"], patterns=[r"\bpizzas?\b"]),
@@ -52,14 +52,10 @@ class FakeNlu:
 
 
 @pytest.fixture
-async def nlu() -> AsyncIterator[tuple[FakeNlu, str]]:
+def nlu(fake_integration: FakeIntegration) -> tuple[FakeNlu, str]:
     fake = FakeNlu()
-    app = web.Application()
-    app.router.add_post("/classify", fake.handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield fake, str(server.make_url("/classify"))
-    await server.close()
+    fake_integration.route("POST", "/classify", fake.handle)
+    return fake, fake_integration.url("/classify")
 
 
 @pytest.fixture
@@ -129,10 +125,9 @@ async def test_failures_fall_back_to_builtin(
 
 
 async def test_unreachable_service_falls_back(services: Services, caplog: pytest.LogCaptureFixture) -> None:
-    server = TestServer(web.Application(), host="127.0.0.1", port=0)
-    await server.start_server()
-    url = str(server.make_url("/classify"))
-    await server.close()  # nothing listens on that port any more
+    async with FakeIntegration() as server:
+        url = server.url("/classify")
+    # nothing listens on that port any more
     with caplog.at_level(logging.WARNING):
         scores = await make(url, services).classify("help", ["help", "cancel"])
     assert scores[0].name == "help"

@@ -16,7 +16,8 @@ from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.config import EngineSettings
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.serve import EngineServer
-from tests.serve_kit import ENV, Backend, flows_folder, grpc_reply
+from mcp_engine.testing import FakeIntegration
+from tests.serve_kit import ENV, ExampleBackend, flows_folder, grpc_reply
 
 SCRIPTS = {
     "pizza": [
@@ -42,9 +43,8 @@ SCRIPTS = {
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EngineServer]:
-    backend = Backend()
-    await backend.start()
+async def server(tmp_path: Path, fake_integration: FakeIntegration) -> AsyncIterator[EngineServer]:
+    backend = ExampleBackend(fake_integration)
     settings = EngineSettings.model_validate(
         {"MCP_SQLITE_PATH": str(tmp_path / "e.db"), "HTTP_PORT": 0, "GRPC_PORT": 0, "MCP_AUTH": "off"}
     )
@@ -56,7 +56,6 @@ async def server(tmp_path: Path) -> AsyncIterator[EngineServer]:
         yield engine
     finally:
         await engine.stop()
-        await backend.stop()
 
 
 def normalised(reply: dict[str, Any]) -> dict[str, Any]:

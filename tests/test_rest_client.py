@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from mcp_engine import IntegrationRequest, Services
 from mcp_engine.flow.models import Integration, RetryPolicy
 from mcp_engine.plugins.integrations.rest import RestClient
 from mcp_engine.runtime.services import EngineServices
+from mcp_engine.testing import FakeIntegration
 
 SECRET = "s3cr3t-d0-not-leak"
 ENV = {"API_SECRET": SECRET, "API_USER": "ada", "API_PASSWORD": SECRET}
@@ -25,23 +25,23 @@ ENV = {"API_SECRET": SECRET, "API_USER": "ada", "API_PASSWORD": SECRET}
 
 @dataclass
 class Backend:
-    server: TestServer
+    server: FakeIntegration
     hits: Counter[str] = field(default_factory=Counter)
     seen: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
-        return str(self.server.make_url("/api"))
+        return self.server.url("/api")
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    backend = Backend(TestServer(web.Application(), host="127.0.0.1", port=0))
+def backend(fake_integration: FakeIntegration) -> Backend:
+    backend = Backend(fake_integration)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         backend.hits[name] += 1
-        body = await request.json() if request.can_read_body else None
+        body = await request.json() if request.body_exists else None
         backend.seen.append(
             {"method": request.method, "query": list(request.query.items()), "body": body, **request.headers}
         )
@@ -61,10 +61,8 @@ async def backend() -> AsyncIterator[Backend]:
             raise web.HTTPFound("/api/echo")
         return web.json_response({"data": {"balance": 12.5}, "method": request.method})
 
-    backend.server.app.router.add_route("*", "/api/{name}", handle)
-    await backend.server.start_server()
-    yield backend
-    await backend.server.close()
+    backend.server.route("*", "/api/{name}", handle)
+    return backend
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +18,8 @@ from mcp_engine.runtime.services import EngineServices
 from mcp_engine.serve import EngineServer
 from mcp_engine.store.factory import open_store
 from mcp_engine.store.sqlite import SQLiteStore
-from tests.serve_kit import ENV, Backend, flows_folder, serve
+from mcp_engine.testing import FakeIntegration
+from tests.serve_kit import ENV, ExampleBackend, flows_folder, serve
 
 pytestmark = pytest.mark.slow
 SLOW_S = 1.0
@@ -27,13 +27,8 @@ BALANCE = "The balance of account 12345678 is 1234.5 EUR (as of 2024-05-01)."
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    server = Backend(delay_s=SLOW_S)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def backend(fake_integration: FakeIntegration) -> ExampleBackend:
+    return ExampleBackend(fake_integration, delay_s=SLOW_S)
 
 
 def request(text: str, conversation: str, flow: str | None = None) -> mcp_pb2.ProcessMessageRequest:
@@ -57,7 +52,9 @@ async def rest_say(
         return response.status, dict(response.headers), await response.json()
 
 
-async def test_start_reports_loads_flows_and_serves_both_protocols(tmp_path: Path, backend: Backend) -> None:
+async def test_start_reports_loads_flows_and_serves_both_protocols(
+    tmp_path: Path, backend: ExampleBackend
+) -> None:
     folder = flows_folder(tmp_path / "flows", backend)
     (folder / "broken.json").write_text('{"flow_id": "broken", "tenant_id": "demo", "states": {}}')
     with serve(tmp_path, "--flows", str(folder)) as served:
@@ -89,7 +86,7 @@ async def test_start_reports_loads_flows_and_serves_both_protocols(tmp_path: Pat
     assert "broken.json:" in out  # each problem of the broken flow, with its file
 
 
-async def test_sigterm_finishes_the_turns_in_flight(tmp_path: Path, backend: Backend) -> None:
+async def test_sigterm_finishes_the_turns_in_flight(tmp_path: Path, backend: ExampleBackend) -> None:
     folder = flows_folder(tmp_path / "flows", backend)
     with serve(tmp_path, "--flows", str(folder)) as served:
         conversations = [f"rest-{i}" for i in range(3)] + [f"grpc-{i}" for i in range(3)]
@@ -131,7 +128,7 @@ async def test_sigterm_finishes_the_turns_in_flight(tmp_path: Path, backend: Bac
         await store.close()
 
 
-async def test_one_parallel_turn_refuses_the_next_at_once(tmp_path: Path, backend: Backend) -> None:
+async def test_one_parallel_turn_refuses_the_next_at_once(tmp_path: Path, backend: ExampleBackend) -> None:
     settings = EngineSettings.model_validate(
         {
             "MCP_SQLITE_PATH": str(tmp_path / "e.db"),

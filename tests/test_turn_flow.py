@@ -310,10 +310,8 @@ async def test_integration_success_and_network_error(engine: ExecutionService) -
     async def balance(request: web.Request) -> web.Response:
         return web.json_response({"data": {"balance": int(request.query["n"]) * 10}})
 
-    app = web.Application()
-    app.router.add_get("/balance", balance)
     no_retry = {"max_retries": 0, "backoff_ms": 0}
-    async with serve(app) as url:
+    async with serve(web.get("/balance", balance)) as url:
         await engine.catalogue.publish_document(
             flow(
                 "w",

@@ -37,7 +37,7 @@ async def engine() -> AsyncIterator[ExecutionService]:
 async def test_pizza_happy_path(engine: ExecutionService) -> None:
     chat = pizza(engine)
     await order_two_large(chat)
-    reply = await chat.say("yes please")
+    reply = (await chat.say("yes please")).data
     assert reply["current_state"] == "order_placed"
     context = await chat.state()
     assert context["slots"]["address"] == "12 Main Street"

@@ -103,11 +103,9 @@ async def test_an_integration_call_is_cut_at_the_turn_deadline(tmp_path: Path, s
         await asyncio.wait_for(release.wait(), LATER)
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_get("/slow", slow)
     engine = await open_engine(tmp_path / "engine.db", states.registry(), STATE_EXECUTION_TIMEOUT_MS=200)
     try:
-        async with serve(app) as url:
+        async with serve(web.get("/slow", slow)) as url:
             await engine.catalogue.publish_document(
                 flow(
                     "w",
@@ -247,9 +245,7 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
         received.append(await request.json())
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    async with serve(app) as url:
+    async with serve(web.post("/hook", hook)) as url:
         await engine.store.put_tenant(Tenant(TENANT, outbound_webhook=f"{url}/hook"))
         await engine.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(engine, "c1", "hi")

@@ -1,5 +1,6 @@
 """Small builders for the turn tests (``test_turn_*.py``): inline flows of tenant "t1", an engine on a
-SQLite file, messages, and local aiohttp servers on 127.0.0.1."""
+SQLite file and a fake integration server on 127.0.0.1 (both the test kit's, ``mcp_engine.testing``),
+messages."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from mcp_engine.config import EngineSettings
 from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
 from mcp_engine.store.sqlite import SQLiteStore
+from mcp_engine.testing import FakeIntegration, start_engine
 
 TENANT = "t1"
 State = dict[str, Any]
@@ -98,12 +99,10 @@ def texts(reply: dict[str, Any]) -> list[str]:
 
 
 async def open_engine(path: Path, registry: Registry | None = None, **settings: Any) -> ExecutionService:
-    """A started engine on ``path`` (a SQLite file); ``settings`` are EngineSettings fields."""
-    engine = ExecutionService(
+    """A started engine on ``path`` (a SQLite file); ``settings`` are EngineSettings fields (by alias)."""
+    return await start_engine(
         SQLiteStore(str(path)), registry, EngineSettings.model_validate(settings) if settings else None
     )
-    await engine.start()
-    return engine
 
 
 async def talk(
@@ -127,11 +126,7 @@ def closed_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on 127.0.0.1; yields its base URL."""
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+async def serve(*routes: web.RouteDef) -> AsyncIterator[str]:
+    """Serve ``routes`` (``web.get("/slow", handler)``) on 127.0.0.1; yields the base URL."""
+    async with FakeIntegration(routes) as fake:
+        yield fake.url()
