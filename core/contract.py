@@ -44,16 +44,22 @@ ReferenceKind = Literal[
     "slot_rule",  # a slot validation rule string, e.g. "int:1..10"
     "expression",  # an expression of the safe expression language
     "template",  # a Jinja2 template
+    "response_path",  # a JSONPath into the response of an integration call (``scope`` names the call)
 ]
 
 
 @dataclass(frozen=True)
 class Reference:
-    """Something a plugin's configuration points at, with the JSON pointer parts of where it is."""
+    """Something a plugin's configuration points at, with the JSON pointer parts of where it is.
+
+    ``scope`` says what the value is relative to where that matters: for a ``response_path``, the call
+    whose response it reads, as ``(integration_id, method, endpoint)`` (the endpoint as the flow writes
+    it), so the validator can try it on the response the integration documents."""
 
     kind: ReferenceKind
     value: str
     path: tuple[str | int, ...] = ()
+    scope: tuple[str, ...] = ()
 
 
 class EmptyConfig(BaseModel):
@@ -135,6 +141,13 @@ class StateType(Plugin):
     async def respond(self, turn: TurnView) -> bool:
         """Answer by itself when no transition held after ``receive`` and the state stays (a re-prompt,
         a retry prompt): return True. False (the default) lets the no-match handler answer."""
+        return False
+
+    async def resume(self, turn: TurnView) -> bool:
+        """Ask again when a digression that interrupted the state ends (SPEC §5: a ``resume`` handler):
+        return True when the state asked by itself (slot_filling asks for the slot it still misses).
+        False (the default) lets the engine say again what the state said when it was entered. Neither
+        ``enter`` nor the entry actions run again; ``turn.state_data`` is the visit's, as it was."""
         return False
 
 
@@ -377,6 +390,15 @@ class TurnView(Protocol):
     @property
     def event(self) -> dict[str, Any] | None:
         """The event delivered this turn (``{"type", "text", "attributes"}``) or None on entry."""
+        ...
+
+    @property
+    def message_pending(self) -> bool:
+        """True while the turn's message is still to be delivered: a new run enters its initial state
+        (and follows its automatic transitions) before the first message reaches the state it waits in.
+        A state entered then should not ask for what that message may answer (slot_filling does not
+        prompt): it gets the message in ``receive`` if the run waits there, and asks in ``respond``. The
+        message is delivered once; one unusable first message gets one prompt."""
         ...
 
     @property

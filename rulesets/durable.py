@@ -16,13 +16,20 @@ What durable_rules 2.0.28 does that this module works around (each reproduced in
   a chunk that overflows is split in two (once, then kept split), tried in ``pri`` order;
 - numbers with an exponent (``1e-05``) are rejected (error 204), so floats are written positionally;
 - conditions with many ``$or`` alternatives of ``$and`` terms are refused (error 113 on create);
+- ``create_ruleset`` hangs, never returning, when the rules of one ruleset expand to more than 512
+  branches (measured: 512 plain rules load, 513 hang; 128 rules of four alternatives load, 129 hang), so
+  a chunk also stops at that many (``branches`` is an upper bound of the expansion);
 - the library is not thread-safe: one lock serialises every call into it.
+
+``refusals`` finds, without keeping anything loaded, what loading a ruleset here would refuse: the flow
+validator asks it, so a flow durable_rules cannot hold is refused by ``validate``, not at publish.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import weakref
 from decimal import Decimal
@@ -34,6 +41,7 @@ from mcp_engine.rulesets.ruleset import Facts, Rule, StateRuleset, durable_rules
 from mcp_engine.rulesets.vocab import RulesetError
 
 CHUNK = 64
+BRANCHES = 512  # what one durable ruleset's rules may expand to: one more hangs create_ruleset
 SESSION = "0"
 TOO_MANY_MATCHES = "error code: 303"
 _LOCK = threading.RLock()  # reentrant: a finalizer may run while it is held
@@ -55,6 +63,16 @@ def encode(value: Any) -> str:
     return json.dumps(value)
 
 
+_EXPONENT = re.compile(r"\d[eE][-+]?\d")
+
+
+def ruleset_text(rules: dict[str, Any]) -> str:
+    """Rules as ``encode`` writes them, through the C JSON encoder unless a float needs ``encode``'s
+    positional form (an exponent also inside a string only costs the slow path, never a wrong text)."""
+    text = json.dumps(rules, separators=(",", ":"))
+    return encode(rules) if _EXPONENT.search(text) else text
+
+
 def _event(facts: Facts) -> str:
     event = {**facts, "sid": SESSION}
     for value in facts.values():
@@ -62,6 +80,76 @@ def _event(facts: Facts) -> str:
         if type(value) is float and value != 0.0 and not 1e-4 <= abs(value) < 1e16:
             return encode(event)
     return json.dumps(event)
+
+
+def branches(condition: Any) -> int:
+    """An upper bound of the branches durable_rules expands ``condition`` into: an ``$or`` counts its
+    alternatives' branches, an ``$and`` its widest term's, anything else one (measured against its
+    hangs on random normalized conditions: never below what it really uses)."""
+    if isinstance(condition, dict) and len(condition) == 1:
+        ((op, argument),) = condition.items()
+        if op == "$or" and isinstance(argument, list):
+            return sum(branches(item) for item in argument)
+        if op == "$and" and isinstance(argument, list):
+            return max((branches(item) for item in argument), default=1)
+    return 1
+
+
+def _chunked(rules: tuple[Rule, ...]) -> list[tuple[Rule, ...]]:
+    """Consecutive rules in chunks of at most ``CHUNK`` rules and ``BRANCHES`` branches."""
+    chunks: list[tuple[Rule, ...]] = []
+    current: list[Rule] = []
+    used = 0
+    for rule in rules:
+        size = branches(rule.condition)
+        if current and (len(current) == CHUNK or used + size > BRANCHES):
+            chunks.append(tuple(current))
+            current, used = [], 0
+        current.append(rule)
+        used += size
+    if current:
+        chunks.append(tuple(current))
+    return chunks
+
+
+def refusals(ruleset: StateRuleset) -> list[tuple[int, str]]:
+    """Each transition (its index) whose rule this backend would refuse, and why: one that expands past
+    ``CHUNK`` branches (durable_rules cannot evaluate it when more than that hold at once, and past
+    ``BRANCHES`` it hangs on load), or one ``create_ruleset`` rejects (error 113: measured from 14
+    alternatives of several terms). The rules with alternatives are loaded in chunks as the evaluator
+    loads them, then deleted; only a chunk that fails is tried rule by rule, to name them."""
+    simpler = "write a list test such as 'x in [...]' instead, or use the python backend"
+    found: list[tuple[int, str]] = []
+    loadable: list[Rule] = []
+    for rule in ruleset.rules:
+        size = branches(rule.condition)
+        if size > CHUNK:
+            reason = f"a condition of {size} alternatives (at most {CHUNK}: it fails when more hold at once)"
+            found.append((rule.index, f"durable_rules cannot hold {reason}; {simpler}"))
+        elif size > 1:  # measured: a condition without alternatives loads (flat $and of 300 terms)
+            loadable.append(rule)
+    for chunk in _chunked(tuple(loadable)):
+        if _refused(chunk) is None:
+            continue
+        for rule in chunk if len(chunk) > 1 else ():
+            if (error := _refused((rule,))) is not None:
+                reason = f"too many alternatives of several terms ({error})"
+                found.append((rule.index, f"durable_rules refuses this condition: {reason}; {simpler}"))
+        if not any(index in {r.index for r in chunk} for index, _ in found):
+            found.append((chunk[0].index, f"durable_rules cannot load these transitions together; {simpler}"))
+    return sorted(found)
+
+
+def _refused(rules: tuple[Rule, ...]) -> str | None:
+    """Why ``create_ruleset`` rejects these rules, or None (then they were loaded and deleted again)."""
+    text, name = ruleset_text(durable_rules(rules)), f"mcp_check_{next(_NAMES)}"
+    with _LOCK:
+        try:
+            handle = engine.create_ruleset(name, text)
+        except engine.error as exc:
+            return str(exc)
+        engine.delete_ruleset(handle)  # ``text`` outlives the ruleset, as create_ruleset needs
+    return None
 
 
 def _delete(handles: list[int], texts: list[str]) -> None:
@@ -79,7 +167,7 @@ class _Chunk:
     def __init__(self, state: str, rules: tuple[Rule, ...], handles: list[int], texts: list[str]) -> None:
         self.state, self.rules, self.handles, self.texts = state, rules, handles, texts
         self.halves: tuple[_Chunk, _Chunk] | None = None
-        text, name = encode(durable_rules(rules)), f"mcp_{next(_NAMES)}"
+        text, name = ruleset_text(durable_rules(rules)), f"mcp_{next(_NAMES)}"
         texts += (text, name)
         try:
             self.handle = engine.create_ruleset(name, text)
@@ -131,10 +219,7 @@ class DurableEvaluator:
         self._finalizer = weakref.finalize(self, _delete, handles, texts)
         rules = ruleset.rules
         with _LOCK:
-            self._chunks = [
-                _Chunk(ruleset.state, rules[start : start + CHUNK], handles, texts)
-                for start in range(0, len(rules), CHUNK)
-            ]
+            self._chunks = [_Chunk(ruleset.state, chunk, handles, texts) for chunk in _chunked(rules)]
 
     def select(self, facts: Facts) -> int | None:
         if not self._chunks:

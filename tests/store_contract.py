@@ -362,6 +362,30 @@ class StoreContract:
         assert not await store.claim_timer(timer(run="r1"))
         assert await store.due_timers(now=1e9) == []
 
+    async def test_a_claimed_timer_stays_until_the_turn_that_fires_it_commits(self, store: Store) -> None:
+        await store.commit(turn(None, timer=timer(run="r1")))
+        assert await store.claim_timer(timer(run="r1"))
+        assert await store.due_timers(now=1e9) == []  # leased: nobody else takes it meanwhile
+        await store.commit(turn(1))  # a turn that keeps the timer keeps the lease too
+        assert await store.due_timers(now=1e9) == []
+        assert not await store.claim_timer(timer(run="r1"))
+        await store.commit(turn(2, timer=timer(due_at=200.0, run="r2")))  # the fired turn armed another
+        assert await store.due_timers(now=1e9) == [timer(due_at=200.0, run="r2")]
+        assert await store.claim_timer(timer(due_at=200.0, run="r2"))
+        await store.commit(turn(3, timer=None))  # the fired turn left the wait
+        assert not await store.claim_timer(timer(due_at=200.0, run="r2"))
+        assert await store.due_timers(now=1e9) == []
+
+    async def test_drop_timer_deletes_only_that_timer(self, store: Store) -> None:
+        await store.commit(turn(None, timer=timer(run="r1")))
+        await store.drop_timer(timer(run="r0"))  # an older wait's: the newer timer stays
+        await store.drop_timer(timer(tenant=B, run="r1"))
+        assert await store.due_timers(now=1e9) == [timer(run="r1")]
+        assert await store.claim_timer(timer(run="r1"))
+        await store.drop_timer(timer(run="r1"))  # claimed or not
+        assert await store.due_timers(now=1e9) == []
+        assert not await store.claim_timer(timer(run="r1"))
+
     async def test_two_stores_race_to_claim(self, open_store: OpenStore) -> None:
         first, second = await open_store(), await open_store()
         timers = [timer(conversation=f"c{i}") for i in range(10)]

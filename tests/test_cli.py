@@ -49,7 +49,7 @@ def test_validate_json_format_for_tools(tmp_path: Path) -> None:
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert [r["valid"] for r in report] == [True, False]
-    (problem,) = report[1]["problems"]
+    (problem,) = [p for p in report[1]["problems"] if p["severity"] == "error"]
     assert problem["pointer"] == "/initial_state"
     assert problem["severity"] == "error"
     assert problem["line"] > 1

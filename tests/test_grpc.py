@@ -122,6 +122,17 @@ def updates(reply: mcp_pb2.ProcessMessageResponse) -> dict[str, Any]:
 # --- the RPCs ---------------------------------------------------------------------------------------
 
 
+async def test_force_flow_on_every_message_as_a_chat_service_sends_it(client: Client) -> None:
+    """Naming the run's own flow goes on with the run, inside its sub-flow too; another flow starts a run."""
+    asked = await client.send("chat", "I want to talk to someone", flow="support")
+    assert (asked.flow_id, asked.current_state) == ("collect_contact", "ask_contact")
+    named = await client.send("chat", "Jane", flow="support")
+    assert (named.flow_id, named.current_state) == ("collect_contact", "ask_contact")
+    assert [m.text for m in named.messages] == ["Thanks Jane. What's the best email address to reach you?"]
+    switched = await client.send("chat", "hello", flow="pizza")
+    assert (switched.flow_id, switched.current_state) == ("pizza", "main_menu")
+
+
 async def test_a_pizza_order_over_several_turns(client: Client) -> None:
     first = await client.send("p1", "I'd like to order a pizza", flow="pizza", user_id="u1", channel="web")
     assert first.current_state == "take_order"

@@ -187,6 +187,19 @@ async def send(client: TestClient[Any, Any], conversation: str, text: str, **hin
     return reply
 
 
+async def test_force_flow_on_every_message_as_a_chat_service_sends_it(client: TestClient[Any, Any]) -> None:
+    """Naming the run's own flow goes on with the run, inside its sub-flow too; another flow starts a run."""
+    asked = await send(client, "chat", "I want to talk to someone", force_flow="support")
+    assert (asked["flow_id"], asked["current_state"]) == ("collect_contact", "ask_contact")
+    named = await send(client, "chat", "Jane", force_flow="support")
+    assert (named["flow_id"], named["current_state"]) == ("collect_contact", "ask_contact")
+    assert [m["text"] for m in named["messages"]] == [
+        "Thanks Jane. What's the best email address to reach you?"
+    ]
+    switched = await send(client, "chat", "hello", force_flow="pizza")
+    assert (switched["flow_id"], switched["current_state"]) == ("pizza", "main_menu")
+
+
 async def test_message_reply_state_and_reset(client: TestClient[Any, Any]) -> None:
     reply = await send(client, "c1", "hello", force_flow="pizza")
     assert set(reply) == set(MessageReply.model_fields)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Flow
 from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import Backend, RulesetError, StateRuleset, compile_state, get_backend
-from mcp_engine.rulesets.durable import CHUNK, DurableEvaluator
+from mcp_engine.rulesets.durable import BRANCHES, CHUNK, DurableEvaluator, branches, refusals
 from mcp_engine.rulesets.python import PythonEvaluator
 from mcp_engine.rulesets.ruleset import Rule
 from mcp_engine.rulesets.vocab import COMPARE_OPS, TRUE
@@ -387,6 +389,39 @@ def test_a_durable_chunk_with_too_many_matches_is_split() -> None:
     assert durable.select(ruleset.facts("entry", namespace={"variables": {"n": -63}})) == CHUNK - 1
     assert durable.select(ruleset.facts("entry", namespace={"variables": {"n": -64}})) is None
     durable.close()
+
+
+def test_a_chunk_holds_at_most_what_durable_can_load_without_hanging() -> None:
+    """64 rules of nine alternatives each expand to 576 branches: in one durable ruleset create_ruleset
+    never returns. Loaded in a child process, bounded in time, so a regression fails instead of hanging."""
+    program = (
+        "from mcp_engine.rulesets import compile_state, get_backend\n"
+        "from tests.test_rulesets import REGISTRY, expression, flow_of\n"
+        "wide = ' or '.join(f'variables.k == {j}' for j in range(9))\n"
+        "ruleset = compile_state(flow_of([expression(wide, 100 + i) for i in range(64)]), 's', REGISTRY)\n"
+        "durable = get_backend('durable').load(ruleset)\n"
+        "assert len(durable._chunks) == 2, len(durable._chunks)\n"
+        "assert durable.select(ruleset.facts('entry', namespace={'variables': {'k': 3}})) == 0\n"
+        "print('loaded')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "loaded", done.stderr
+    wide = compile_state(
+        flow_of([expression(" or ".join(f"variables.k == {j}" for j in range(9)))]), "s", REGISTRY
+    )
+    assert branches(wide.rules[0].condition) == 9
+    assert BRANCHES < CHUNK * 9
+
+
+def test_refusals_name_the_transitions_durable_cannot_hold() -> None:
+    fine = expression("variables.k == 1 or variables.k == 2", priority=1)
+    refused = expression(" or ".join(f"variables.k == {j}" for j in range(20)), priority=2)
+    too_wide = expression(" or ".join(f"slots.k{j} != null" for j in range(70)), priority=3)
+    ruleset = compile_state(flow_of([fine, refused, too_wide]), "s", REGISTRY)
+    found = dict(refusals(ruleset))
+    assert sorted(found) == [1, 2]
+    assert "error code: 113" in found[1]
+    assert "70 alternatives" in found[2]
 
 
 def test_rules_beyond_durables_limits_are_clear_errors_there_and_fine_in_python() -> None:

@@ -176,6 +176,27 @@ async def test_a_timer_is_claimed_once_and_found_after_redis_lost_it(
     assert await second.due_timers(now=10.0) == []
 
 
+async def test_a_claimed_timer_is_claimable_again_once_its_lease_ends(
+    open_production: OpenProduction,
+) -> None:
+    """A claimer that died before its turn committed: PostgreSQL keeps the timer, the schedule makes it due
+    again when the lease ends, and another process claims it."""
+    died, survivor = await open_production(timer_lease_s=0.3), await open_production(timer_lease_s=0.3)
+    await died.commit(turn(None, timer=timer(due_at=5.0)))
+    assert await died.claim_timer(timer(due_at=5.0))
+    assert await survivor.due_timers(now=10.0) == []
+    assert not await survivor.claim_timer(timer(due_at=5.0))
+    await died.close()
+    for _ in range(100):  # bounded: the lease is 0.3 s
+        if await survivor.due_timers(now=10.0):
+            break
+        await asyncio.sleep(0.02)
+    assert await survivor.due_timers(now=10.0) == [timer(due_at=5.0)]
+    assert await survivor.claim_timer(timer(due_at=5.0))
+    await survivor.commit(turn(1, timer=None))  # its turn committed: the timer is done
+    assert await survivor.due_timers(now=10.0) == []
+
+
 async def test_a_closed_store_is_not_ready_and_refuses_work() -> None:
     store = ProductionStore(POSTGRES_URI, REDIS_URL)
     assert not await store.ready()

@@ -14,7 +14,7 @@ from mcp_engine.store.base import Store
 from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.sqlite import PURGE_INTERVAL_S, SQLiteStore
 from mcp_engine.store.sqlite_schema import MIGRATIONS, statements
-from tests.store_contract import A, OpenStore, StoreContract, turn
+from tests.store_contract import A, OpenStore, StoreContract, timer, turn
 
 
 class TestSQLiteStore(StoreContract):
@@ -124,3 +124,19 @@ async def test_locks_are_dropped_when_unused() -> None:
         assert len(locks) == 1
     await task
     assert len(locks) == 0
+
+
+async def test_a_claimed_timer_is_claimable_again_once_its_lease_ends(
+    clocked: tuple[SQLiteStore, Clock],
+) -> None:
+    """A claimer that died before its turn committed leaves the timer to the next claimer."""
+    store, clock = clocked
+    await store.commit(turn(None, timer=timer(run="r1")))
+    assert await store.claim_timer(timer(run="r1"))
+    clock.now += store.timer_lease_s - 1
+    assert await store.due_timers(now=1e9) == []
+    assert not await store.claim_timer(timer(run="r1"))
+    clock.now += 1
+    assert await store.due_timers(now=1e9) == [timer(run="r1")]
+    assert await store.claim_timer(timer(run="r1"))
+    assert not await store.claim_timer(timer(run="r1"))

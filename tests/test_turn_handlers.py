@@ -144,8 +144,9 @@ async def test_a_slot_filling_re_prompt_is_not_a_no_match(engine: ExecutionServi
     document = no_match_flow(max_consecutive=1, target_state="handoff")
     document["initial_state"] = "ask"
     await engine.catalogue.publish_document(document, make_default=True)
+    # an unusable first message gets the prompt once; the answers that follow are not misses either
     replies = await talk(engine, "c1", "blah", "3", "medium")
-    assert [texts(r) for r in replies] == [["How many?", "How many?"], ["Which size?"], ["Which size?"]]
+    assert [texts(r) for r in replies] == [["How many?"], ["Which size?"], ["Which size?"]]
     assert replies[-1]["current_state"] == "ask"
     history = await engine.store.history(TENANT, "c1", limit=100)
     assert not [e for e in history if e["type"] == "no_match"]
@@ -199,7 +200,7 @@ async def test_the_prompted_text_slot_takes_the_whole_text(engine: ExecutionServ
         make_default=True,
     )
     [reply] = await talk(engine, "c1", "Ada Lovelace")
-    assert texts(reply) == ["Your name?", "Hi Ada Lovelace!"]
+    assert texts(reply) == ["Hi Ada Lovelace!"]  # the first message is the answer, delivered once
 
 
 def retry_flow(with_exhausted_transition: bool) -> dict[str, Any]:
@@ -222,14 +223,15 @@ def retry_flow(with_exhausted_transition: bool) -> dict[str, Any]:
 
 async def test_the_second_invalid_answer_exhausts_the_slot(engine: ExecutionService) -> None:
     await engine.catalogue.publish_document(retry_flow(with_exhausted_transition=True), make_default=True)
-    replies = await talk(engine, "c1", "x", "42")
-    assert [texts(r) for r in replies] == [["How many?", "A number from 1 to 9, please."], ["giving up"]]
+    # "x" comes before anything was asked: it gets the prompt, and is not an invalid answer
+    replies = await talk(engine, "c1", "x", "42", "50")
+    assert [texts(r) for r in replies] == [["How many?"], ["A number from 1 to 9, please."], ["giving up"]]
 
 
 async def test_exhaustion_without_a_transition_goes_to_the_error_handler(engine: ExecutionService) -> None:
     await engine.catalogue.publish_document(retry_flow(with_exhausted_transition=False), make_default=True)
-    replies = await talk(engine, "c1", "x", "42")
-    assert [texts(r) for r in replies] == [["How many?", "A number from 1 to 9, please."], ["oops 1"]]
+    replies = await talk(engine, "c1", "x", "42", "50")
+    assert [texts(r) for r in replies] == [["How many?"], ["A number from 1 to 9, please."], ["oops 1"]]
     history = await engine.store.history(TENANT, "c1", limit=100)
     assert [e["data"]["kind"] for e in history if e["type"] == "error"] == ["retries_exhausted"]
 
@@ -242,10 +244,11 @@ def error_flow(error_state: bool, max_steps: int = 25) -> dict[str, Any]:
     return flow(
         "start",
         {
-            "start": wait(on("any_input", "route")),
+            # the route reads the message from a variable: the event is consumed by the state that took it
+            "start": wait(on("any_input", "route", actions=[set_action("said", expression="event.text")])),
             "route": condition(
-                go("stuck", "event.text == 'stuck'"),
-                go("loop_a", "event.text == 'loop'"),
+                go("stuck", "variables.said == 'stuck'"),
+                go("loop_a", "variables.said == 'loop'"),
                 go("start", actions=[set_action("seen", expression="variables.seen + 1")]),
             ),
             "stuck": condition(go("start", "false")),  # a dead end
@@ -254,7 +257,7 @@ def error_flow(error_state: bool, max_steps: int = 25) -> dict[str, Any]:
             "loop_b": condition(go("start", "variables.seen < 0"), go("loop_a")),
             "oops": response("oops ({{ variables.seen }} seen)", go("start")),
         },
-        variables={"seen": 0},
+        variables={"seen": 0, "said": None},
         settings={"max_steps": max_steps},
         global_handlers=handlers,
     )
@@ -267,7 +270,7 @@ async def test_a_dead_end_goes_to_the_error_state_keeping_the_context(engine: Ex
     state = await engine.get_state(TENANT, "c1")
     assert state["current_state"] == "start"
     assert state["error_count"] == 1
-    assert state["variables"] == {"seen": 2}
+    assert state["variables"] == {"seen": 2, "said": "stuck"}
     history = await engine.store.history(TENANT, "c1", limit=100)
     assert [e["data"]["kind"] for e in history if e["type"] == "error"] == ["dead_end"]
 

@@ -6,9 +6,11 @@ on the states whose configuration validated.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 from mcp_engine.expressions.nodes import Compare, Const, Node, path_of
 from mcp_engine.flow.models import Flow, Transition
@@ -226,3 +228,70 @@ def _equals_other_constants(a: Node | None, b: Node | None) -> bool:
         return False
     path_a, path_b = path_of(a.left), path_of(b.left)
     return path_a is not None and path_a == path_b and a.right.value != b.right.value
+
+
+def analyse_despite_errors(
+    graph: FlowGraph, configured: set[str], all_states: dict[str, Any]
+) -> Iterator[Problem]:
+    """Unreachable states and dead ends of a flow that has errors, as far as they can be told (issue 10).
+
+    ``configured``: the states whose type and configuration validated (only they can be told to wait or
+    not); ``all_states``: every state of the document as written, so that a state whose schema is broken
+    still leads where its transitions' ``target_state`` say. When ``initial_state`` names no state, the
+    state it most likely means (the "did you mean" one) is taken as the start; with no such state, only
+    the states nothing leads to at all are reported.
+    """
+    flow = graph.flow
+    edges = {name: [*graph.successors(name)] for name in flow.states}
+    for name, raw in all_states.items():
+        if name not in edges:
+            edges[name] = _raw_targets(raw)
+    start = flow.initial_state
+    if start not in all_states:
+        close = difflib.get_close_matches(start, list(all_states), n=1, cutoff=0.6)
+        start = close[0] if close else ""
+    handlers = flow.global_handlers
+    roots = [h.target_state for h in handlers.intents.values()]
+    if handlers.no_match and handlers.no_match.target_state:
+        roots.append(handlers.no_match.target_state)
+    if handlers.error_state:
+        roots.append(handlers.error_state)
+    if start:
+        seen = _reached([start, *roots], edges)
+        assumed = "" if start == flow.initial_state else f" (reading initial_state as '{start}')"
+    else:
+        seen = set(roots) | {target for targets in edges.values() for target in targets}
+        assumed = " (and initial_state names no state)"
+    for name in all_states:
+        if name not in seen:
+            yield Problem(
+                "warning",
+                pointer("states", name),
+                f"state '{name}' is never entered: nothing leads to it{assumed}",
+                "unreachable",
+            )
+    dead_ends = {pointer("states", name) for name in configured}
+    yield from (problem for problem in _dead_ends(graph) if problem.pointer in dead_ends)
+
+
+def _reached(roots: list[str], edges: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [r for r in roots if r in edges]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(s for s in edges.get(name, ()) if s in edges and s not in seen)
+    return seen
+
+
+def _raw_targets(state: Any) -> list[str]:
+    """The ``target_state`` strings of a state as written (its schema may be broken)."""
+    transitions = state.get("transitions") if isinstance(state, dict) else None
+    if not isinstance(transitions, list):
+        return []
+    return [
+        t["target_state"]
+        for t in transitions
+        if isinstance(t, dict) and isinstance(t.get("target_state"), str)
+    ]

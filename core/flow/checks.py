@@ -7,6 +7,7 @@ configuration refers to, and resolves each reference against the flow and the re
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,19 @@ def pydantic_problems(exc: ValidationError, prefix: Path = ()) -> Iterator[Probl
             message = f"unknown field '{loc[-1]}'"
         elif err["type"] == "missing":
             message = f"missing required field '{loc[-1]}'"
+        elif err["type"] != "value_error" or not isinstance(err.get("input"), dict | list):
+            message += given(err.get("input"), message)  # a validator's own message names its object
         yield Problem("error", pointer(*loc), message, "schema")
+
+
+def given(value: Any, message: str) -> str:
+    """', got 5000': the value a designer wrote, for a message that does not quote it already."""
+    if isinstance(value, dict | list):
+        return f", got {'an object' if isinstance(value, dict) else 'a list'}"
+    shown = json.dumps(value) if isinstance(value, bool | int | float | None) else repr(str(value))
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return "" if shown in message else f", got {shown}"
 
 
 @dataclass
@@ -295,6 +308,12 @@ class ReferenceChecker:
             kind.parse(argument if sep else None)
         except ValueError as exc:
             self.error(path, f"rule '{rule}': {exc}", "bad-rule")
+            return
+        if sep and not argument.strip():
+            name = kind_name.strip()
+            self.error(
+                path, f"rule '{rule}': nothing after ':' (write '{name}' alone, or its argument)", "bad-rule"
+            )
 
     def check_template(self, template: str, path: Path) -> None:
         try:

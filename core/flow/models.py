@@ -70,6 +70,12 @@ class Integration(Strict):
     authentication: dict[str, Any] = Field(default_factory=dict)
     timeout_ms: int = Field(5000, ge=1, le=120_000)
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    response_examples: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Documented responses: endpoint as the flow writes it (optionally after the method,"
+        " 'POST /tickets'; '*' for any call) -> an example of its JSON body. The validator tries each"
+        " response_mapping JSONPath on it; the engine never sends or checks it at run time",
+    )
 
 
 class IntentHandler(Strict):

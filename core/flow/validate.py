@@ -15,12 +15,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from mcp_engine.errors import FlowValidationError
-from mcp_engine.flow.analysis import FlowGraph, analyse
+from mcp_engine.flow.analysis import FlowGraph, analyse, analyse_despite_errors
 from mcp_engine.flow.checks import ReferenceChecker, pydantic_problems
 from mcp_engine.flow.gc_pause import paused_gc
 from mcp_engine.flow.loader import Source, parse_text, read_file
 from mcp_engine.flow.models import Flow, State
-from mcp_engine.flow.problems import Problem
+from mcp_engine.flow.problems import Problem, pointer
+from mcp_engine.flow.responses import response_path_problems
+from mcp_engine.flow.rule_checks import ruleset_problems
 from mcp_engine.registry import PluginUse, Registry, default_registry
 
 PLACEHOLDERS = {"flow_id": "invalid", "tenant_id": "invalid", "name": "invalid", "version": "0.0.0"}
@@ -75,12 +77,27 @@ def _validate(data: Any, registry: Registry, source: Source | None) -> Validatio
             if not result.errors:
                 configured = FlowGraph(flow, registry, checker.expressions, checker.named_states())
                 result.problems.extend(analyse(configured))
+        _more_checks(result, flow, registry, checker, data["states"])
     if source is not None:
         result.problems = [
             p if p.line is not None else p.with_line(source.line_of(p.pointer)) for p in result.problems
         ]
     result.problems.sort(key=lambda p: (p.severity != "error", p.line or 0, p.pointer))
     return result
+
+
+def _more_checks(
+    result: ValidationResult, flow: Flow, registry: Registry, checker: ReferenceChecker, states: Any
+) -> None:
+    """What issue 10 added: the graph checks despite errors, the rulesets as publishing compiles them
+    (durable_rules' limits included), response mappings against the documented responses."""
+    if result.errors:
+        graph = FlowGraph(flow, registry, checker.expressions, checker.named_states())
+        result.problems.extend(analyse_despite_errors(graph, set(checker.configs), states))
+    broken = {p.pointer.split("/")[2] for p in result.errors if p.pointer.startswith("/states/")}
+    clean = [name for name in flow.states if name in checker.configs and pointer(name)[1:] not in broken]
+    result.problems.extend(ruleset_problems(flow, registry, clean))
+    result.problems.extend(response_path_problems(flow, [(use.ref, use.path) for use in checker.uses]))
 
 
 def validate_text(text: str, name: str | None = None, registry: Registry | None = None) -> ValidationResult:

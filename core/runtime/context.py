@@ -53,6 +53,13 @@ def start_run(context: dict[str, Any], flow: Flow) -> None:
     )
 
 
+def run_flow(context: dict[str, Any]) -> str:
+    """The flow the run started in, not a sub-flow it is in: the bottom frame of the return stack was
+    pushed by it (a sub-flow or a digression starts from the flow the run is in)."""
+    stack = context.get("return_stack") or []
+    return str(stack[0]["flow_id"] if stack else context["flow_id"])
+
+
 def remember(items: list[Any], item: Any) -> None:
     items.append(item)
     if len(items) > HISTORY_KEEP:

@@ -29,7 +29,7 @@ from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
-from mcp_engine.runtime.context import flat_updates, new_context, start_run
+from mcp_engine.runtime.context import flat_updates, new_context, run_flow, start_run
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
@@ -193,7 +193,8 @@ class ExecutionService:
         force = hints.force_flow if hints else None
         context = conversation.context if conversation else None
         before = _snapshot(context) if context else {}
-        new_run = context is None or context["run"]["completed"] or (force and force != context["flow_id"])
+        # force_flow naming the flow the run started with goes on with the run, inside a sub-flow too
+        new_run = context is None or context["run"]["completed"] or (force and force != run_flow(context))
         assignment: Assignment | None = None
         if new_run:
             flow_id = force or (
@@ -290,14 +291,19 @@ class ExecutionService:
     async def fire_timer(self, timer: Timer) -> list[dict[str, Any]] | None:
         """A server-side timeout's turn (the loop is ``mcp_engine.runtime.timers``): deliver the ``timeout``
         event to the state that armed ``timer``, if the conversation is still in that wait; what it sent,
-        also handed to the tenant's outbound webhook, or None when the timer was stale."""
+        also handed to the tenant's outbound webhook, or None when the timer was stale. ``timer`` is
+        claimed (leased) by the caller; the turn's commit is what removes it from the store, so a crash
+        before it leaves the timer to fire again once the lease ends."""
         timeout = self.settings.context_lock_timeout_ms / 1000
         async with self.store.begin_turn(timer.tenant_id, timer.conversation_id, None, timeout) as start:
             conversation = start.conversation
-            if conversation is None:
-                return None
-            current = conversation.context.get("timer") or {}
-            if current.get("run") != timer.run or conversation.context.get("current_state") != timer.state:
+            current = (conversation.context.get("timer") if conversation else None) or {}
+            if (
+                conversation is None
+                or current.get("run") != timer.run
+                or conversation.context.get("current_state") != timer.state
+            ):
+                await self.store.drop_timer(timer)  # fired already, or its wait is over: nothing to do
                 return None
             conversation.context["timer"] = None
             message = InboundMessage(
@@ -307,6 +313,8 @@ class ExecutionService:
                 timer.tenant_id, timer.conversation_id, conversation, message, {"type": "timeout"}, None
             )
             turn.record("timer_fired", {"state": timer.state})
+            if turn.timer == "keep":
+                turn.timer = None  # the fired timer is done with this commit, unless the turn armed another
             await start.commit(_write(turn, conversation))
         messages = [m.to_dict() for m in turn.messages]
         self.sinks.publish(turn.events)

@@ -1,10 +1,13 @@
 """Server-side timeouts (SPEC §6): the loop that finds due timers and fires each one once.
 
-Any engine process may fire a timer: the store's ``claim_timer`` lets exactly one caller have it, across
-every process on the store. Firing it is a turn of its own (``ExecutionService.fire_timer``): the
-``timeout`` event delivered to the state that armed it, what that sends handed to the tenant's outbound
-webhook and kept in the conversation's history. ``serve`` runs one loop per process (``run_timers``);
-``chat`` and tests fire what is due when they choose (``fire_due_timers``).
+Any engine process may fire a timer: the store's ``claim_timer`` leases it to one caller at a time, across
+every process on the store, and only the commit of the turn that fires it removes it, so a process that
+dies holding a timer loses nothing (another fires it when the lease ends) and the context's record of the
+wait it belongs to keeps it from firing twice. Firing it is a turn of its own
+(``ExecutionService.fire_timer``): the ``timeout`` event delivered to the state that armed it, what that
+sends handed to the tenant's outbound webhook and kept in the conversation's history. ``serve`` runs one
+loop per process (``run_timers``); ``chat`` and tests fire what is due when they choose
+(``fire_due_timers``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,14 @@ from mcp_engine.contract import (
 from mcp_engine.flow.models import Flow
 from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
 from mcp_engine.runtime.context import namespace, remember
+from mcp_engine.runtime.handlers import (
+    Owner,
+    error_state,
+    in_force,
+    inherited_intents,
+    intent_handler,
+    no_match_handler,
+)
 from mcp_engine.store.base import Timer
 
 if TYPE_CHECKING:
@@ -57,6 +65,7 @@ class Turn:
         self._context = context
         self._message = event  # the turn's event; hidden from states entered before it is delivered
         self._event: dict[str, Any] | None = None
+        self._delivered = False
         self._resolve_flow = resolve_flow
         self._deadline = deadline
         self.now = time.time() if now is None else now
@@ -80,6 +89,10 @@ class Turn:
     @property
     def event(self) -> dict[str, Any] | None:
         return self._event
+
+    @property
+    def message_pending(self) -> bool:
+        return not self._delivered and self._message is not None and self._message.get("type") == "message"
 
     @property
     def deadline(self) -> float:
@@ -174,20 +187,23 @@ class Turn:
 
     async def deliver(self) -> None:
         """Deliver the turn's event to the current state (SPEC §4 step 2)."""
-        self._event = self._message
+        self._event, self._delivered = self._message, True
         await self._guarded(self._deliver())
 
     async def _deliver(self) -> None:
         event = self._event or {}
-        if event.get("type") == "message":
+        message = event.get("type") == "message"
+        if message:
             self.record(
                 "message_in", {"text": event.get("text", ""), "attributes": event.get("attributes", {})}
             )
-            if await self._classify_and_digress(str(event.get("text", ""))):
-                self._context["no_match_count"] = 0  # a global handler matched (SPEC §5)
-                return
         else:  # an event (a timeout): recorded like a message, so a history shows where each turn began
             self.record("event_in", {"event": event.get("type"), "text": event.get("text", "")})
+        if self._context["run"]["completed"]:
+            return  # the new run ended on entry, before any state waited for this input: nothing takes it
+        if message and await self._classify_and_digress(str(event.get("text", ""))):
+            self._context["no_match_count"] = 0  # a global handler matched (SPEC §5)
+            return
         state = self.state
         started = time.perf_counter()
         await state.plugin.receive(self)
@@ -210,28 +226,53 @@ class Turn:
             self.record("event_ignored", {"event": event.get("type")})
 
     async def _classify_and_digress(self, text: str) -> bool:
+        """Classify the message; True when a global intent handler took it (SPEC §5), the current flow's
+        own or, inside a sub-flow, one it inherits from a flow that called it."""
         state = self.state
-        if not state.candidates or not text.strip():
+        if not text.strip():
             return False
-        ranked = await self.compiled.classifier.classify(text, state.candidates)
-        self._classified = True
-        self.scores = {score.name: round(score.confidence, 4) for score in ranked}
-        if not ranked:
-            self._context["intent"] = {"name": None, "confidence": 0.0}
+        if state.candidates:
+            ranked = await self.compiled.classifier.classify(text, state.candidates)
+            self._classified = True
+            self.scores = {score.name: round(score.confidence, 4) for score in ranked}
+            if not ranked:
+                self._context["intent"] = {"name": None, "confidence": 0.0}
+            else:
+                best = ranked[0]
+                name, confidence = best.name, best.confidence
+                if confidence < state.threshold and state.fallback_intent:
+                    name = state.fallback_intent
+                self._context["intent"] = {"name": name, "confidence": confidence}
+                remember(self._context["intent_history"], name)
+                if best.name in state.own_intents:
+                    if confidence >= state.threshold:
+                        return False  # the state's own transitions answer it
+                elif (
+                    best.name in self.flow.global_handlers.intents
+                    and confidence >= self.flow.settings.confidence_threshold
+                ):
+                    await self._digress(Owner(self.compiled), best.name)
+                    return True
+        if not self._context["return_stack"]:
             return False
-        best = ranked[0]
-        name, confidence = best.name, best.confidence
-        if confidence < state.threshold and state.fallback_intent:
-            name = state.fallback_intent
-        self._context["intent"] = {"name": name, "confidence": confidence}
-        remember(self._context["intent_history"], name)
-        handler = self.flow.global_handlers.intents.get(best.name)
-        if (
-            handler is None
-            or confidence < self.flow.settings.confidence_threshold
-            or best.name in state.own_intents
-        ):
-            return False
+        for owner, names in inherited_intents(await self._owners(), state):
+            ranked = await owner.compiled.classifier.classify(text, names)
+            if not ranked or ranked[0].confidence < owner.compiled.flow.settings.confidence_threshold:
+                continue
+            best = ranked[0]
+            self._classified = True
+            self.scores.update({score.name: round(score.confidence, 4) for score in ranked})
+            self._context["intent"] = {"name": best.name, "confidence": best.confidence}
+            remember(self._context["intent_history"], best.name)
+            await self._digress(owner, best.name)
+            return True
+        return False
+
+    async def _digress(self, owner: Owner, intent: str) -> None:
+        """Take ``owner``'s handler of ``intent``; with ``resume``, remember the interrupted state (its
+        data and what it said on entry, to ask again when the digression ends)."""
+        handler = intent_handler(owner, intent)
+        state = self.state
         if handler.resume:
             self._context["return_stack"].append(
                 {
@@ -239,24 +280,43 @@ class Turn:
                     "flow_id": self.flow.flow_id,
                     "flow_version": self.flow.version,
                     "state": state.name,
+                    "state_data": self.state_data,
+                    "entry_messages": self._context.get("entry_messages") or [],
                 }
             )
-        self.record(
-            "digression", {"intent": best.name, "target": handler.target_state, "resume": handler.resume}
-        )
+        digression = {"intent": intent, "target": handler.target_state, "resume": handler.resume}
+        if owner.frame is not None:
+            digression["flow_id"] = owner.compiled.flow.flow_id  # a handler inherited from a caller
+        self.record("digression", digression)
         await self._leave(state)
+        self._move_to(owner, keep_stack=handler.resume)
         await self._enter_and_follow(handler.target_state)
-        return True
+
+    async def _owners(self) -> list[Owner]:
+        """The flows whose global handlers are in force here, nearest first."""
+        return await in_force(self.compiled, self._context["return_stack"], self._resolve_flow)
+
+    def _move_to(self, owner: Owner, keep_stack: bool = False) -> None:
+        """Go into the flow of a handler: a calling flow's handler leaves the sub-flow (and whatever it was
+        in the middle of), unless the handler comes back (``keep_stack``, a ``resume`` digression)."""
+        if owner.frame is None:
+            return
+        if not keep_stack:
+            del self._context["return_stack"][owner.frame :]
+        self._switch(owner.compiled)
 
     def _facts(self, state: CompiledState, phase: str) -> dict[str, Any]:
         # intent_match / low_confidence hold on this turn's classification, never on an earlier message's
-        intent = self._context.get("intent") if phase == "input" and self._classified else None
+        entry = phase != "input"
+        intent = self._context.get("intent") if not entry and self._classified else None
         integration = self._context.get("last_integration")
         if integration is not None and integration.get("state") != state.name:
             integration = None
-        return state.ruleset.facts(
-            "input" if phase == "input" else "entry", self._event, intent, integration, self.namespace()
-        )
+        # On entry the event is not there: the state that took it consumed it (or it is still to be
+        # delivered), so a state entered after it cannot match it again (event.text is null).
+        event = None if entry else self._event
+        facts_namespace = namespace(self._context, event, self._failure is not None)
+        return state.ruleset.facts("entry" if entry else "input", event, intent, integration, facts_namespace)
 
     def _select(self, state: CompiledState, phase: str) -> int | None:
         """The index of the transition that holds in ``phase``, timed for the metrics."""
@@ -361,11 +421,16 @@ class Turn:
         self._context["state_data"] = {}
         self._failure = None
         self.record("state_entered", {"state": name, "type": state.model.type})
+        first = len(self.messages)
         if await self._run_actions(state.entry_actions):
             raise _Redirected
         started = time.perf_counter()
         await state.plugin.enter(self)
         self._observe_state(state, started)
+        if state.waits:  # only a state that waits can be interrupted by a digression
+            # what it said on entry (its entry actions' messages and its own): said again when a
+            # digression that interrupted it resumes it and it does not ask by itself (StateType.resume)
+            self._context["entry_messages"] = [m.to_dict() for m in self.messages[first:]]
         self._arm_timer(state)
 
     def _arm_timer(self, state: CompiledState) -> None:
@@ -394,30 +459,48 @@ class Turn:
         if frame["kind"] == "subflow":
             self.record("subflow_returned", {"state": frame["state"]})
             return str(frame["state"])
-        # a digression: re-enter the interrupted state so it asks again (entry actions, its prompt, its
-        # timer), without the digression's message, which was not an answer to it
-        self._event = None
-        self.record("resumed", {"state": frame["state"]})
-        await self._enter(str(frame["state"]))
+        await self._resume(frame)
         return None
+
+    async def _resume(self, frame: dict[str, Any]) -> None:
+        """Back in the state a digression interrupted (SPEC §5): it asks again, through
+        ``StateType.resume`` or else by saying again what it said on entry, and its timeout starts again.
+        Its entry actions and entry do not run again, its data of the visit is as it was, and the
+        digression's message is not shown to it: that was not an answer to it."""
+        name = str(frame["state"])
+        state = self.compiled.states.get(name)
+        if state is None:
+            raise TurnError("missing_state", f"no state named '{name}' in flow '{self.flow.flow_id}'")
+        remember(self._context["previous_states"], self._context["current_state"])
+        self._context["current_state"] = name
+        self._context["state_data"] = frame.get("state_data") or {}
+        self._context["entry_messages"] = entry_messages = frame.get("entry_messages") or []
+        self._event, self._failure = None, None
+        self.record("resumed", {"state": name})
+        if not await state.plugin.resume(self):
+            for message in entry_messages:
+                self.emit(message["text"], message.get("type", "text"), **message.get("attributes", {}))
+        self._arm_timer(state)
 
     async def _resolve_flow_version(self, flow_id: str, version: str) -> CompiledFlow:
         return await self._resolve_flow(f"{flow_id}@{version}")
 
     async def _no_match(self) -> None:
-        handler = self.flow.global_handlers.no_match
+        owners = await self._owners() if self._context["return_stack"] else [Owner(self.compiled)]
+        found = no_match_handler(owners)
         self._context["no_match_count"] = self._context.get("no_match_count", 0) + 1
         self.record("no_match", {"count": self._context["no_match_count"]})
-        if (
-            handler is not None
-            and handler.target_state
-            and self._context["no_match_count"] >= handler.max_consecutive
-        ):
+        if found is None:
+            self.emit("Sorry, I didn't get that.")
+            return
+        owner, handler = found
+        if handler.target_state and self._context["no_match_count"] >= handler.max_consecutive:
             self._context["no_match_count"] = 0
             await self._leave(self.state)
+            self._move_to(owner)
             await self._enter_and_follow(handler.target_state)
             return
-        self.emit(handler.response if handler is not None else "Sorry, I didn't get that.")
+        self.emit(handler.response)
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         """Run ``work``; a runtime error goes to the error handler (SPEC §5), never losing the context."""
@@ -437,14 +520,18 @@ class Turn:
             return
         self._recovering = True
         self._steps = 0
-        error_state = self.flow.global_handlers.error_state
         try:
-            if error_state:
-                await self._enter_and_follow(error_state)
+            owners = await self._owners() if self._context["return_stack"] else [Owner(self.compiled)]
+            found = error_state(owners)
+            if found is not None:
+                self._move_to(found[0])
+                await self._enter_and_follow(found[1])
             else:
-                # back to the initial state, keeping what the conversation knows (SPEC §5)
+                # back to the initial state of the run's flow, keeping what the conversation knows (SPEC §5)
                 self.emit(APOLOGY)
                 self._context["return_stack"] = []
+                if owners[-1].compiled is not self.compiled:
+                    self._switch(owners[-1].compiled)
                 await self._enter_and_follow(self.flow.initial_state)
         except _Redirected:
             return

@@ -282,7 +282,18 @@ class Store(Protocol):
     async def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...
 
     async def claim_timer(self, timer: Timer) -> bool:
-        """Take ``timer`` for firing: True for exactly one caller, and only while it is still set."""
+        """Lease ``timer`` for firing: True for one caller at a time, and only while it is still set.
+
+        The timer is not deleted: it stays until the turn that fires it commits (that turn's write clears
+        or replaces it), and ``due_timers`` leaves it out while the lease lasts. If the claimer dies before
+        that commit, the lease expires and another caller claims it, so a crash never loses a timer; the
+        turn finds a timer fired meanwhile stale (the context names the wait it belongs to), so none fires
+        twice."""
+        ...
+
+    async def drop_timer(self, timer: Timer) -> None:
+        """Delete ``timer`` if it is still the one set (not a newer one of its conversation): its firing
+        found it stale."""
         ...
 
     # analytics events (the ``store`` event sink)

@@ -25,6 +25,7 @@ def open_store(settings: EngineSettings) -> Store:
             key_prefix=settings.redis_prefix,
             pool_size=settings.postgres_pool_size,
             lock_lease_s=max(10.0, settings.state_execution_timeout_ms / 1000),
+            timer_lease_s=timer_lease_s(settings),
         )
     if settings.postgres_uri or settings.redis_url:
         missing = "REDIS_URL" if settings.postgres_uri else "POSTGRES_URI"
@@ -34,7 +35,14 @@ def open_store(settings: EngineSettings) -> Store:
             " MCP_SQLITE_PATH)",
             {"postgres_uri": bool(settings.postgres_uri), "redis_url": bool(settings.redis_url)},
         )
-    return SQLiteStore(settings.sqlite_path)
+    return SQLiteStore(settings.sqlite_path, timer_lease_s=timer_lease_s(settings))
+
+
+def timer_lease_s(settings: EngineSettings) -> float:
+    """How long a claimed timer stays its claimer's: longer than its turn can take (the lock wait and the
+    turn's own deadline), twice over, and at least a minute."""
+    turn_s = (settings.context_lock_timeout_ms + settings.state_execution_timeout_ms) / 1000
+    return max(60.0, 2 * turn_s)
 
 
 def describe_store(store: Store, settings: EngineSettings) -> str:

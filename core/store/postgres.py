@@ -6,8 +6,10 @@ Why it is built this way (ARCHITECTURE.md "Stores"):
   and only then to Redis, so a Redis flush or restart loses nothing;
 - the compare-and-set on the conversation's version is the fencing token: a process whose Redis lock expired
   mid-turn finds the version moved on and writes nothing;
-- a timer is claimed by a conditional ``DELETE ... RETURNING`` in PostgreSQL, so exactly one process fires
-  it, also after every process (or Redis) restarted.
+- a timer is claimed by a conditional ``UPDATE ... RETURNING`` in PostgreSQL that leases it: it stays there
+  until the turn firing it commits (and clears or replaces it in the same statement), so one process fires
+  it, also after every process (or Redis) restarted, and a process that dies holding it loses nothing: the
+  lease ends and another fires it.
 
 This module is the store itself: opening both, the turn's path (begin, commit, reset, lock) and timers,
 where PostgreSQL and Redis work together. The parts on PostgreSQL alone are their own modules: the pool
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 DAY_S = 24 * 3600.0
 PURGE_INTERVAL_S = 300.0  # how often a commit also deletes expired idempotency records
 SCHEDULE_VALID_S = 60.0  # how long the Redis timer schedule is trusted before it is rebuilt from PostgreSQL
+TIMER_LEASE_S = 60.0  # how long a claimed timer is its claimer's before another process may fire it
 _TIMER = "tenant_id, conversation_id, due_at, state, run"
 READY_TIMEOUT_S = 2.0  # a readiness probe must answer even when a server accepts but never replies
 
@@ -73,6 +76,7 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
         idempotency_ttl_s: float = DAY_S,
         cache_ttl_s: float = DAY_S,
         lock_lease_s: float = 10.0,
+        timer_lease_s: float = TIMER_LEASE_S,
     ) -> None:
         if not SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"schema name {schema!r}: use lower-case letters, digits and _")
@@ -88,6 +92,7 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
         self.key_prefix = key_prefix
         self.cache_ttl_s = cache_ttl_s
         self.lock_lease_s = lock_lease_s
+        self.timer_lease_s = timer_lease_s
         self._redis: RedisParts | None = None
         self._local = ConversationLocks()  # this process's queue in front of each Redis lock
         self._next_purge = 0.0
@@ -292,20 +297,39 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
         elif not due:
             return []
         rows = await self._db().fetch(
-            f"SELECT {_TIMER} FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, max(limit, 0)
+            f"SELECT {_TIMER} FROM timers WHERE due_at <= $1"
+            " AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY due_at LIMIT $2",
+            now,
+            max(limit, 0),
+            time.time(),
         )
         return [Timer(*row) for row in rows]
 
     @outage_is_unavailable
     async def claim_timer(self, timer: Timer) -> bool:
-        claimed = await self._db().fetchval(
+        now = time.time()
+        lease_end: float | None = await self._db().fetchval(
+            f"UPDATE timers SET claimed_until = $6 WHERE {CONVERSATION} AND due_at = $3 AND state = $4"
+            " AND run = $5 AND (claimed_until IS NULL OR claimed_until <= $7) RETURNING claimed_until",
+            *_timer_row(timer),
+            now + self.timer_lease_s,
+            now,
+        )
+        if lease_end is None:
+            return False
+        # due again in the schedule when the lease ends: the timer's turn moves or removes it on commit
+        await self._parts().reschedule(timer, timer.due_at, lease_end)
+        return True
+
+    @outage_is_unavailable
+    async def drop_timer(self, timer: Timer) -> None:
+        dropped = await self._db().fetchrow(
             f"DELETE FROM timers WHERE {CONVERSATION} AND due_at = $3 AND state = $4 AND run = $5"
-            " RETURNING true",
+            " RETURNING claimed_until",
             *_timer_row(timer),
         )
-        if claimed:
-            await self._parts().unschedule(timer)
-        return bool(claimed)
+        if dropped is not None:
+            await self._parts().reschedule(timer, dropped["claimed_until"] or timer.due_at, None)
 
     @asynccontextmanager
     async def lock(self, tenant_id: str, conversation_id: str, timeout_s: float) -> AsyncIterator[None]:

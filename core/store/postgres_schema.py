@@ -135,6 +135,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, experiment_id, run)
     );
     """,
+    """
+    -- a claimed timer is leased, not deleted: it stays until the turn that fires it commits (which clears or
+    -- replaces it), and if the firing process dies first, another fires it once the lease has passed
+    ALTER TABLE timers ADD COLUMN claimed_until double precision;  -- NULL: not claimed
+    """,
 ]
 
 

@@ -29,7 +29,7 @@ _TURN_WRITES = """
     INSERT INTO timers (tenant_id, conversation_id, due_at, state, run)
     SELECT $1::text, $2::text, $9::float8, $10::text, $11::text FROM written WHERE $8::text = 'set'
     ON CONFLICT (tenant_id, conversation_id)
-    DO UPDATE SET due_at = EXCLUDED.due_at, state = EXCLUDED.state, run = EXCLUDED.run
+    DO UPDATE SET due_at = EXCLUDED.due_at, state = EXCLUDED.state, run = EXCLUDED.run, claimed_until = NULL
 ), timer_cleared AS (
     DELETE FROM timers WHERE tenant_id = $1 AND conversation_id = $2 AND $8::text = 'clear'
     AND EXISTS (SELECT FROM written)

@@ -83,11 +83,13 @@ _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# Unschedule a fired timer only if the schedule still holds that due time (not a newer timer's).
-_UNSCHEDULE = """
+# Move a timer in the schedule only if the schedule still holds that time (not a newer timer's): to ARGV[3]
+# (a claimed timer, due again when its lease ends), or out of the schedule when no ARGV[3] is given.
+_RESCHEDULE = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] then return redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 
@@ -183,7 +185,7 @@ class RedisParts:
         self._mirror = client.register_script(_MIRROR)
         self._unlock = client.register_script(_UNLOCK)
         self._extend = client.register_script(_EXTEND)
-        self._unschedule = client.register_script(_UNSCHEDULE)
+        self._reschedule = client.register_script(_RESCHEDULE)
 
     # keys
     @staticmethod
@@ -322,9 +324,16 @@ class RedisParts:
         pipe.set(self.synced_key, b"1", px=milliseconds(valid_s))
         await pipe.execute()
 
-    async def unschedule(self, timer: Timer) -> None:
-        await self._unschedule(
-            keys=[self.timers_key], args=[self.member(timer.tenant_id, timer.conversation_id), timer.due_at]
+    async def reschedule(self, timer: Timer, scheduled_at: float, to: float | None) -> None:
+        """Move ``timer`` from ``scheduled_at`` to ``to`` in the schedule (None: out of it), unless the
+        schedule holds another time for its conversation by now (a newer timer's)."""
+        await self._reschedule(
+            keys=[self.timers_key],
+            args=[
+                self.member(timer.tenant_id, timer.conversation_id),
+                scheduled_at,
+                *(() if to is None else (to,)),
+            ],
         )
 
     async def forget(self, tenant_id: str, conversation_id: str, version: int | None) -> None:

@@ -8,7 +8,7 @@ Why it is built this way:
 - a second connection reads, so a read never sees a write in progress nor queues behind one (WAL mode);
 - a second engine on the same file waits for the file's write lock (``busy_timeout``) instead of failing.
   The in-process locks only order the turns of one process; across processes the compare-and-set on the
-  conversation's version and the conditional delete of a claimed timer keep the data right.
+  conversation's version and the lease of a claimed timer keep the data right.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from mcp_engine.store.sqlite_schema import migrate
 
 DAY_S = 24 * 3600.0
 PURGE_INTERVAL_S = 300.0  # how often a commit also deletes expired idempotency records
+TIMER_LEASE_S = 60.0  # how long a claimed timer is its claimer's before another process may fire it
 _FLOW = "tenant_id, flow_id, version, document, status, created_at, published_at"
 _TIMER = "tenant_id, conversation_id, due_at, state, run"
 _KEY = "key_id, tenant_id, created_at, revoked_at"
@@ -63,9 +64,11 @@ class SQLiteStore(ExperimentRows):
         idempotency_ttl_s: float = DAY_S,
         busy_timeout_ms: int = 5000,
         clock: Callable[[], float] = time.time,
+        timer_lease_s: float = TIMER_LEASE_S,
     ) -> None:
         self.path = path
         self.idempotency_ttl_s = idempotency_ttl_s
+        self.timer_lease_s = timer_lease_s
         self._busy_timeout_ms = busy_timeout_ms
         self._clock = clock
         self._writer: aiosqlite.Connection | None = None
@@ -336,18 +339,30 @@ class SQLiteStore(ExperimentRows):
     # timers
     async def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         rows = await self._read(
-            f"SELECT {_TIMER} FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, max(limit, 0))
+            f"SELECT {_TIMER} FROM timers WHERE due_at <= ?"
+            " AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY due_at LIMIT ?",
+            (now, self._clock(), max(limit, 0)),
         )
         return [Timer(*row) for row in rows]
 
     async def claim_timer(self, timer: Timer) -> bool:
+        now = self._clock()
         async with self._transaction() as db:
             claimed = await _run(
+                db,
+                f"UPDATE timers SET claimed_until = ? WHERE {_CONVERSATION} AND due_at = ? AND state = ?"
+                " AND run = ? AND (claimed_until IS NULL OR claimed_until <= ?)",
+                (now + self.timer_lease_s, *_timer_row(timer), now),
+            )
+        return claimed == 1
+
+    async def drop_timer(self, timer: Timer) -> None:
+        async with self._transaction() as db:
+            await _run(
                 db,
                 f"DELETE FROM timers WHERE {_CONVERSATION} AND due_at = ? AND state = ? AND run = ?",
                 _timer_row(timer),
             )
-        return claimed == 1
 
     def lock(
         self, tenant_id: str, conversation_id: str, timeout_s: float

@@ -200,11 +200,13 @@ class EnumRule(RuleKind):
             raise ValueError("enum needs its values, e.g. enum:small,medium,large")
         words: dict[str, str] = {}
         for item in argument.split(","):
-            value, _, synonyms = item.partition("=")
+            value, equals, synonyms = item.partition("=")
             value = value.strip()
             if not value:
                 raise ValueError(f"empty value in 'enum:{argument}'")
-            for word in [value, *synonyms.split("|")] if synonyms else [value]:
+            if "|" in value or "=" in synonyms:
+                raise ValueError(f"'{item.strip()}': write a value and its synonyms as large=big|huge")
+            for word in [value, *synonyms.split("|")] if equals else [value]:
                 word = word.strip().lower()
                 if not word:
                     raise ValueError(f"empty synonym for '{value}'")

@@ -43,6 +43,9 @@ class IntegrationCall(BaseModel):
             yield Reference("template", call.endpoint, ("endpoint",))
         for name, expression in call.request_mapping.items():
             yield Reference("expression", expression, ("request_mapping", name))
+        scope = (call.integration_id, call.method, call.endpoint)
+        for target, path in call.response_mapping.items():
+            yield Reference("response_path", path, ("response_mapping", target), scope)
 
 
 class IntegrationStateConfig(IntegrationCall):

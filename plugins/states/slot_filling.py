@@ -87,11 +87,15 @@ class SlotFillingState(StateType):
         return list(found.filled), found.invalid
 
     async def enter(self, turn: TurnView) -> None:
-        """Extract from the turn's message (if it has one), then ask for the first missing required slot."""
+        """Extract from the turn's message (if it has one), then ask for the first missing required slot;
+        a new run's first message, still to come, is not prompted for: it is the answer or gets the prompt."""
         event = turn.event
         if event is not None and event.get("type") == "message":
             self._extract(turn, str(event.get("text", "")), None)
-        self._prompt(turn)
+        if turn.message_pending:
+            turn.state_data["unasked"] = True
+        else:
+            self._prompt(turn)
 
     def _prompt(self, turn: TurnView, retry: bool = False) -> bool:
         slot = self._next_required(turn)
@@ -108,9 +112,10 @@ class SlotFillingState(StateType):
         event = turn.event or {}
         if event.get("type") != "message":
             return
+        unasked = state.pop("unasked", False)  # nothing was asked yet: an unusable text is not a retry
         prompted = self._next_required(turn)
         filled, invalid = self._extract(turn, str(event.get("text", "")), prompted)
-        if filled or prompted is None:
+        if filled or prompted is None or unasked:
             state["answer"] = "prompt"
             return
         retries = state.setdefault("retries", {})
@@ -126,6 +131,10 @@ class SlotFillingState(StateType):
         """No transition held: ask for the next missing slot, or again for an invalid one."""
         answer = turn.state_data.pop("answer", None)
         return answer is not None and self._prompt(turn, retry=answer == "retry")
+
+    async def resume(self, turn: TurnView) -> bool:
+        """Back from a digression: ask for the slot still missing (not what was asked on entry)."""
+        return self._prompt(turn)
 
 
 @hookimpl

@@ -4,13 +4,17 @@ contract only (``from mcp_engine import ...``, nothing else of the engine), unde
 With the built-ins blocked, the turn tests run against these exactly as against the built-ins
 (``tests/conftest.py``, the ``states`` fixture): the proof that the host asks a state everything it
 needs through ``StateType`` and ``TurnView``, never by its type name or its configuration's fields.
+
+``ask`` is a third party's own state type with no built-in twin: it asks a question on entry and keeps
+the answer in a variable, so the turn tests can check a state that prompts on entry (as slot_filling
+does) for a first message delivered twice, and for how it asks again after a digression.
 """
 
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_engine import Classification, Flow, Reference, StateType, hookimpl
+from mcp_engine import Classification, Flow, FlowAssets, Reference, StateType, TurnView, hookimpl
 
 
 class ClassifyConfig(BaseModel):
@@ -57,6 +61,45 @@ class Pause(StateType):
         return config.timeout_ms
 
 
+class AskConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str
+    variable: str
+
+
+class Ask(StateType):
+    """Asks ``question`` and keeps the next message in ``variables.<variable>`` (statekit)."""
+
+    name = "ask"
+    Config = AskConfig
+    consumes_input = True
+
+    @classmethod
+    def references(cls, config: AskConfig) -> Iterator[Reference]:
+        yield Reference("template", config.question, ("question",))
+
+    def prepare(self, assets: FlowAssets) -> None:
+        self.question = assets.template(self.config.question)
+
+    async def enter(self, turn: TurnView) -> None:
+        if turn.message_pending:  # the first message of a run comes before any question was asked
+            turn.state_data["unasked"] = True
+        else:
+            turn.emit(turn.render(self.question))
+
+    async def receive(self, turn: TurnView) -> None:
+        event = turn.event or {}
+        if event.get("type") == "message" and not turn.state_data.pop("unasked", False):
+            turn.context["variables"][self.config.variable] = event.get("text", "")
+
+    async def respond(self, turn: TurnView) -> bool:
+        return await self.resume(turn)
+
+    async def resume(self, turn: TurnView) -> bool:
+        turn.emit(turn.render(self.question))
+        return True
+
+
 @hookimpl
 def mcp_engine_state_types() -> list[type[StateType]]:
-    return [Classify, Pause]
+    return [Classify, Pause, Ask]

@@ -12,10 +12,11 @@ export function pathOf(events, flowId, version) {
   for (const event of events) {
     const here = event.flow_id === flowId && event.flow_version === version;
     const data = event.data || {};
-    if (event.type === "state_entered") {
+    // "resumed": back in the state a digression interrupted (not entered anew, but on the path again)
+    if (event.type === "state_entered" || event.type === "resumed") {
       path.chain.push(here ? data.state : `${event.flow_id}:${data.state}`);
       if (here) path.states.push(data.state);
-      if (here && move === null) path.start = true;
+      if (here && move === null && event.type === "state_entered") path.start = true;
       move = null;
     } else if (MOVES.has(event.type)) {
       move = event;
@@ -62,6 +63,8 @@ export function describe(event) {
       return `sub-flow ${d.flow_id}@${d.version}`;
     case "subflow_returned":
       return `back from the sub-flow to ${d.state}`;
+    case "resumed":
+      return `back in ${d.state} after the digression`;
     case "run_completed":
       return `run completed in ${d.state}`;
     case "timer_fired":
