@@ -2,7 +2,8 @@
 
 The flow's folder is loaded too (sub-flows of the same tenant), on a throwaway SQLite store unless
 ``--db`` names one; every flow goes through the engine's catalogue, like one uploaded over REST. Timers
-fire while the chat waits for input.
+fire while the chat waits for input. The developer is the operator here: the chat grants the flows the
+secrets they name and any address (``mcp_engine.security.local``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
+from mcp_engine.config import EngineSettings
 from mcp_engine.errors import EngineError, FlowValidationError
 from mcp_engine.flow.loader import read_file
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
 from mcp_engine.runtime.timers import fire_due_timers
+from mcp_engine.security.local import developer_settings
 from mcp_engine.store.base import FlowVersion
 from mcp_engine.store.sqlite import SQLiteStore
 
@@ -29,18 +32,24 @@ async def chat(flow_path: Path, db: Path | None, debug: bool, channel: str, out:
     out = out or sys.stdout
     with tempfile.TemporaryDirectory() as scratch:
         store = SQLiteStore(str(db or Path(scratch) / "chat.db"))
-        engine = ExecutionService(store)
+        folder = [source.data for path in _flow_paths(flow_path) if (source := read_file(path)[0])]
+        engine = ExecutionService(store, settings=developer_settings(EngineSettings(), folder))
         await engine.start()
         try:
             flow = await _publish(engine, flow_path, make_default=True)
             if flow is None:
                 return 1
-            for sibling in sorted(flow_path.parent.glob("*.json")):
+            for sibling in _flow_paths(flow_path):
                 if sibling != flow_path:
                     await _publish(engine, sibling, tenant_id=flow.tenant_id)
             return await _loop(engine, flow.tenant_id, flow.flow_id, debug, channel, out)
         finally:
             await engine.close()
+
+
+def _flow_paths(flow_path: Path) -> list[Path]:
+    """The chat's flow and its folder's other JSON flows."""
+    return [flow_path, *sorted(p for p in flow_path.parent.glob("*.json") if p != flow_path)]
 
 
 async def _publish(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -18,6 +19,7 @@ from mcp_engine.registry import default_registry
 
 if TYPE_CHECKING:
     from mcp_engine.auth import Authenticator
+    from mcp_engine.security.grants import Grants
     from mcp_engine.store.base import ApiKey
 
 _T = TypeVar("_T")
@@ -365,6 +367,89 @@ def tenants_list(tenant_id: str | None, db: Path | None) -> None:
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for *cells, state in rows:
         click.echo("".join(f"{cell:<{width}}  " for cell, width in zip(cells, widths, strict=True)) + state)
+
+
+_GRANT_OPTIONS = (
+    click.option(
+        "--secret", "secrets", multiple=True, help="A secret name its flows may use as ${env:NAME}."
+    ),
+    click.option("--outbound", multiple=True, help="An address, network or address:port its flows may call."),
+)
+
+
+def _grant_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_GRANT_OPTIONS):
+        command = option(command)
+    return command
+
+
+@tenants.command("grant")
+@click.argument("tenant_id")
+@_grant_options
+@click.option("--max-body-bytes", type=click.IntRange(min=1), help="Its REST bodies' limit (413 past it).")
+@click.option("--max-message-bytes", type=click.IntRange(min=1), help="Its messages' text limit (413).")
+@_DB
+def tenants_grant(
+    tenant_id: str,
+    secrets: tuple[str, ...],
+    outbound: tuple[str, ...],
+    max_body_bytes: int | None,
+    max_message_bytes: int | None,
+    db: Path | None,
+) -> None:
+    """Grant TENANT_ID secrets, outbound addresses or size limits (running engines see it within seconds).
+
+    The engine's own configuration (MCP_ADMIN_KEY, POSTGRES_URI, REDIS_URL, MCP_*) is never granted."""
+    from mcp_engine.security.grants import Grants
+
+    added = Grants(secrets, outbound, max_body_bytes, max_message_bytes)
+    grants = _change_grants(db, tenant_id, lambda current: added.adding(current))
+    click.echo(f"tenant '{tenant_id}': {_describe(grants)}")
+
+
+@tenants.command("ungrant")
+@click.argument("tenant_id")
+@_grant_options
+@click.option("--limits", is_flag=True, help="Back to the operator's default size limits.")
+@_DB
+def tenants_ungrant(
+    tenant_id: str, secrets: tuple[str, ...], outbound: tuple[str, ...], limits: bool, db: Path | None
+) -> None:
+    """Take back what TENANT_ID was granted (running engines see it within seconds)."""
+    from mcp_engine.security.grants import Grants
+
+    def without(current: Grants) -> Grants:
+        kept = Grants(
+            tuple(name for name in current.secrets if name not in secrets),
+            tuple(item for item in current.outbound if item not in outbound),
+        )
+        return kept if limits else replace(current, secrets=kept.secrets, outbound=kept.outbound)
+
+    click.echo(f"tenant '{tenant_id}': {_describe(_change_grants(db, tenant_id, without))}")
+
+
+def _change_grants(db: Path | None, tenant_id: str, change: Callable[[Grants], Grants]) -> Grants:
+    from mcp_engine.security.grants import check_grants
+
+    async def run(auth: Authenticator) -> Grants:
+        tenant = await auth.store.get_tenant(tenant_id)
+        if tenant is None:
+            raise click.ClickException(f"no tenant '{tenant_id}': create it with `mcp-engine tenants create`")
+        grants = change(tenant.grants)
+        try:
+            check_grants(grants)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        await auth.store.put_tenant(replace(tenant, grants=grants))
+        return grants
+
+    return _administer(db, run)
+
+
+def _describe(grants: Grants) -> str:
+    body, message = grants.max_body_bytes or "default", grants.max_message_bytes or "default"
+    secrets, outbound = ", ".join(grants.secrets) or "none", ", ".join(grants.outbound) or "none"
+    return f"secrets {secrets}; outbound {outbound}; max body {body}, max message {message} bytes"
 
 
 def _administer(

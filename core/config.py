@@ -40,6 +40,20 @@ class EngineSettings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", alias="MCP_EVENT_LOOP", description="serve's event loop; asyncio where uvloop is missing"
     )
+    # What operators grant tenants, and the edge's limits (mcp_engine.security, docs/operators.md)
+    grant_secrets: str | None = Field(
+        None, alias="MCP_GRANT_SECRETS", description="tenant:NAME,NAME;*:NAME (secrets a tenant may use)"
+    )
+    grant_outbound: str | None = Field(
+        None, alias="MCP_GRANT_OUTBOUND", description="tenant:ADDRESS,NETWORK;*:ADDRESS:PORT (URL policy)"
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, alias="MCP_MAX_BODY_BYTES", description="A REST body's default limit per tenant"
+    )
+    metrics: Literal["public", "protected", "off"] | None = Field(
+        None, alias="MCP_METRICS", description="/metrics: open, bearer token or admin key, or none"
+    )
+    metrics_token: SecretStr | None = Field(None, alias="MCP_METRICS_TOKEN")
 
     @property
     def auth_mode(self) -> Literal["on", "off"]:
@@ -48,3 +62,11 @@ class EngineSettings(BaseSettings):
         if self.auth is not None:
             return self.auth
         return "on" if self.postgres_uri else "off"
+
+    @property
+    def metrics_mode(self) -> Literal["public", "protected", "off"]:
+        """``MCP_METRICS`` if set; else "protected" with auth on (``/metrics`` names every tenant's flows
+        and integrations) and "public" with auth off, where nothing else is protected either."""
+        if self.metrics is not None:
+            return self.metrics
+        return "protected" if self.auth_mode == "on" else "public"

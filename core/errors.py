@@ -49,6 +49,21 @@ class FlowValidationError(InvalidInput):
         self.problems = problems
 
 
+class UrlRefused(InvalidInput):
+    """A URL the tenant's URL policy refuses (``mcp_engine.security.urls``), named with where it is."""
+
+    code = "url_refused"
+    http_status = 422
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request or message over the tenant's size limit (``MCP_MAX_BODY_BYTES``, a tenant's override)."""
+
+    code = "payload_too_large"
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
 class ExperimentValidationError(InvalidInput):
     """An experiment document, or an experiment about to start, has at least one error; ``problems``
     lists every error and warning, each with its JSON pointer into the experiment document."""

@@ -79,8 +79,17 @@ def log_request(
     """One access line: which protocol and method, for whom, where the conversation ended up, how it went."""
     if not ACCESS.isEnabledFor(logging.INFO):
         return
-    fields = (protocol, method, status, tenant or "", conversation or "", state or "", round(latency_ms, 2))
+    texts = (protocol, method, status, tenant or "", conversation or "", state or "")
+    fields = (*(escaped(str(text)) for text in texts), round(latency_ms, 2))
     ACCESS.info("request", extra=dict(zip(ACCESS_FIELDS, fields, strict=True)))
+
+
+def escaped(text: str) -> str:
+    """``text`` with control characters (and backslashes) escaped, so a field read from a request (an id
+    with CR/LF in it) cannot start a forged log line, in either format."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return text.encode("unicode_escape").decode("ascii")
 
 
 @web.middleware

@@ -28,6 +28,7 @@ from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.timers import run_timers
+from mcp_engine.security.metrics_access import metrics_routes
 from mcp_engine.store.factory import describe_store, open_store
 
 log = logging.getLogger("mcp_engine.serve")
@@ -81,9 +82,10 @@ class EngineServer:
         log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         if auth.mode == "off":
             log.warning(AUTH_OFF_WARNING)
+        log.info("metrics: /metrics is %s (MCP_METRICS)", settings.metrics_mode)
         if self.flows_dir is not None:
             await load_flows(engine, self.flows_dir, self.default_flow)
-        extra_routes = self.metrics.routes()
+        extra_routes = metrics_routes(self.metrics.handle, settings)
         if settings.enable_visual_designer:
             extra_routes += playground_routes()
         app = create_app(engine, auth, self.limiter, extra_routes=extra_routes)
@@ -103,6 +105,7 @@ class EngineServer:
             interceptors=[AccessInterceptor()],
         )
         await self._grpc.start()
+        engine.catalogue.book.own_ports.update((self.http_port, self.grpc_port))  # the URL policy's
         self._timers = asyncio.create_task(run_timers(engine, self._stop_timers), name="timers")
         if settings.enable_visual_designer:
             log.info("playground: http://%s:%d/playground", self.host, self.http_port)

@@ -108,9 +108,11 @@ async def open_engine(
     publish: bool = True,
 ) -> AsyncIterator[ExecutionService]:
     """An started engine on ``db_path``; every example flow is published unless ``publish`` is False.
+    Without ``settings`` its tenants are granted the example flows' secrets (set or not: ``env``).
 
     ``documents`` replaces example flows by name (e.g. a bank flow pointing at a test server).
     """
+    settings = settings or engine_settings(grant_secrets="*:" + ",".join(ENV))  # the examples' secrets
     engine = await start_engine(SQLiteStore(str(db_path)), settings=settings, env=env)
     try:
         if publish:

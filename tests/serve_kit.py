@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_engine.api.grpc import mcp_pb2
+from mcp_engine.testing import granted_environment
 from tests.engine_fixtures import ENV, ExampleBackend
 
 FLOWS_DIR = Path(__file__).parent.parent / "examples" / "flows"
@@ -88,7 +89,11 @@ def serve(
     environment = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_URI", "REDIS_URL", "MCP_AUTH")}
     served_env = {"HTTP_PORT": str(free_port()), "GRPC_PORT": str(free_port())}
     environment |= (
-        served_env | {"MCP_SQLITE_PATH": str(tmp / "serve.db"), "MCP_AUTH": "off"} | ENV | (env or {})
+        served_env
+        | {"MCP_SQLITE_PATH": str(tmp / "serve.db"), "MCP_AUTH": "off"}
+        | ENV
+        | granted_environment(list(ENV))
+        | (env or {})
     )
     process = subprocess.Popen(
         [*command, "serve", *args],

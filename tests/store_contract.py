@@ -25,6 +25,7 @@ from mcp_engine.errors import (
     UnstorableData,
     VersionExists,
 )
+from mcp_engine.security.grants import Grants
 from mcp_engine.store.base import ExperimentRecord, Store, Tenant, Timer, TurnWrite, VariantCounts
 
 OpenStore = Callable[[], Awaitable[Store]]
@@ -87,6 +88,16 @@ class StoreContract:
         await store.put_tenant(Tenant(A))
         assert await store.get_tenant(A) == Tenant(A)
         assert await store.get_tenant(B) is None
+
+    async def test_tenant_grants_round_trip(self, store: Store) -> None:
+        """What an operator granted is kept with the tenant, and a settings change keeps it."""
+        grants = Grants(("CRM_TOKEN",), ("10.0.0.0/8", "127.0.0.1:8080"), 2048, 512)
+        await store.put_tenant(Tenant(A, grants=grants))
+        assert await store.get_tenant(A) == Tenant(A, grants=grants)
+        await store.put_tenant(Tenant(A, default_flow="pizza", grants=grants))
+        assert await store.list_tenants() == [Tenant(A, default_flow="pizza", grants=grants)]
+        await store.put_tenant(Tenant(A))
+        assert await store.get_tenant(A) == Tenant(A)
 
     async def test_list_tenants(self, store: Store) -> None:
         assert await store.list_tenants() == []

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mcp_engine.errors import EngineError, FlowNotFound, InvalidInput
+from mcp_engine.errors import EngineError, FlowNotFound, InvalidInput, PayloadTooLarge
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
 from mcp_engine.runtime.timers import fire_due_timers
 from mcp_engine.testing import FakeIntegration
@@ -705,7 +705,7 @@ async def test_empty_text_is_refused(engine: ExecutionService, text: str) -> Non
 
 async def test_a_megabyte_of_text_is_refused(engine: ExecutionService) -> None:
     message = InboundMessage(text="a" * (1024 * 1024))
-    await assert_refused(engine, InvalidInput, "invalid_argument", message, Hints(force_flow="pizza"))
+    await assert_refused(engine, PayloadTooLarge, "payload_too_large", message, Hints(force_flow="pizza"))
 
 
 async def test_text_over_the_flows_limit_is_refused(engine: ExecutionService) -> None:

@@ -159,7 +159,8 @@ async def record(engine: ExecutionService) -> None:
 
 async def record_on(store: Store, backend: str) -> None:
     """The example flows published on ``store`` and the scripted conversations recorded there."""
-    engine = ExecutionService(store, settings=engine_settings(), services=EngineServices(env=ENV))
+    settings = engine_settings(grant_secrets="*:" + ",".join(ENV))
+    engine = ExecutionService(store, settings=settings, services=EngineServices(env=ENV))
     await engine.start()
     try:
         for document in documents(backend):

@@ -16,7 +16,7 @@ from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.config import EngineSettings
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.serve import EngineServer
-from mcp_engine.testing import FakeIntegration
+from mcp_engine.testing import FakeIntegration, granted_environment
 from tests.serve_kit import ENV, ExampleBackend, flows_folder, grpc_reply
 
 SCRIPTS = {
@@ -46,7 +46,13 @@ SCRIPTS = {
 async def server(tmp_path: Path, fake_integration: FakeIntegration) -> AsyncIterator[EngineServer]:
     backend = ExampleBackend(fake_integration)
     settings = EngineSettings.model_validate(
-        {"MCP_SQLITE_PATH": str(tmp_path / "e.db"), "HTTP_PORT": 0, "GRPC_PORT": 0, "MCP_AUTH": "off"}
+        {
+            "MCP_SQLITE_PATH": str(tmp_path / "e.db"),
+            "HTTP_PORT": 0,
+            "GRPC_PORT": 0,
+            "MCP_AUTH": "off",
+            **granted_environment(list(ENV)),
+        }
     )
     engine = EngineServer(
         settings, flows_dir=flows_folder(tmp_path / "flows", backend), services=EngineServices(env=ENV)

@@ -130,7 +130,7 @@ async def test_missing_environment_variable_is_a_mapping_error_without_a_request
     rest = client(services, backend.base_url, headers={"X-Api-Key": "${env:NOT_SET}"})
     result = await rest.call(request("/echo"))
     assert (result.ok, result.error, result.attempts) == (False, "mapping", 0)
-    assert result.message == "environment variable NOT_SET is not set"
+    assert result.message == "secret NOT_SET is not granted to this tenant, or not set"
     assert not backend.hits
 
 

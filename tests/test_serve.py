@@ -18,7 +18,7 @@ from mcp_engine.runtime.services import EngineServices
 from mcp_engine.serve import EngineServer
 from mcp_engine.store.factory import open_store
 from mcp_engine.store.sqlite import SQLiteStore
-from mcp_engine.testing import FakeIntegration
+from mcp_engine.testing import FakeIntegration, granted_environment
 from tests.serve_kit import ENV, ExampleBackend, flows_folder, serve
 
 pytestmark = pytest.mark.slow
@@ -135,6 +135,7 @@ async def test_one_parallel_turn_refuses_the_next_at_once(tmp_path: Path, backen
             "MAX_PARALLEL_EXECUTIONS": 1,
             "HTTP_PORT": 0,
             "GRPC_PORT": 0,
+            **granted_environment(list(ENV)),
         }
     )
     server = EngineServer(

@@ -20,6 +20,7 @@ from mcp_engine.flow.checks import ReferenceChecker, pydantic_problems
 from mcp_engine.flow.gc_pause import paused_gc
 from mcp_engine.flow.loader import Source, parse_text, read_file
 from mcp_engine.flow.models import Flow, State
+from mcp_engine.flow.numbers import nonfinite_problems
 from mcp_engine.flow.problems import Problem, pointer
 from mcp_engine.flow.responses import response_path_problems
 from mcp_engine.flow.rule_checks import ruleset_problems
@@ -66,6 +67,7 @@ def validate_data(
 
 def _validate(data: Any, registry: Registry, source: Source | None) -> ValidationResult:
     result = ValidationResult(source=source.name if source else None)
+    result.problems.extend(nonfinite_problems(data))
     flow, partial = _schema_pass(data, result.problems)
     if flow is not None:
         state_names = set(data["states"]) if partial else set(flow.states)

@@ -26,6 +26,7 @@ from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.timers import fire_due_timers
+from mcp_engine.security.local import developer_settings
 from mcp_engine.store.sqlite import SQLiteStore
 
 FAR_FUTURE = 1e15  # epoch seconds: every armed timer is due by then
@@ -84,7 +85,7 @@ async def throwaway_engine(
         engine = ExecutionService(
             SQLiteStore(f"{scratch}/engine.db"),
             registry=fake_registry(registry, book),
-            settings=engine_settings(settings),
+            settings=developer_settings(engine_settings(settings), [flows.main, *flows.others]),
             services=EngineServices(env={}, clock=clock),
         )
         await engine.start()

@@ -14,6 +14,11 @@ the cache is bounded (least recently used goes first). Each compiled flow carrie
 it uses, so the run-time check costs nothing for a flow of built-ins and a dict lookup otherwise: the
 tenant's settings are kept here for ``TENANT_CACHE_S`` (changed through this catalogue they are forgotten
 at once; changed by another process they are seen within that time).
+
+What an operator granted the tenant is checked the same way (``mcp_engine.security``): validation refuses
+a secret reference or a static URL the tenant's grants do not allow, and a tenant's compiled flows get its
+``TenantServices``, refreshed from those cached settings on every resolve, so a revoked grant holds within
+``TENANT_CACHE_S`` without recompiling.
 """
 
 from __future__ import annotations
@@ -22,15 +27,19 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
-from mcp_engine.contract import Services
-from mcp_engine.errors import FlowNotFound, InvalidInput, PluginNotEnabled
+from mcp_engine.errors import FlowNotFound, InvalidInput, PluginNotEnabled, UrlRefused
 from mcp_engine.flow.loader import Source
 from mcp_engine.flow.validate import ValidationResult, validate_data
 from mcp_engine.registry import Registry, enables, named
 from mcp_engine.rulesets.ruleset import Backend
 from mcp_engine.runtime.compiled import CompiledFlow, compile_flow
+from mcp_engine.runtime.services import EngineServices
+from mcp_engine.security.checks import grant_problems
+from mcp_engine.security.grants import GrantBook, Grants
+from mcp_engine.security.scope import TenantServices
 from mcp_engine.store.base import FlowVersion, Store, Tenant
 
 Key = tuple[str, str, str]
@@ -45,8 +54,9 @@ class FlowCatalogue:
         store: Store,
         registry: Registry,
         backend: Backend,
-        services: Services,
+        services: EngineServices,
         size: int,
+        book: GrantBook,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store, self.registry, self.backend, self.services, self.size = (
@@ -61,6 +71,8 @@ class FlowCatalogue:
         self._compiling: dict[Key, asyncio.Lock] = {}
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
         self._derived: DerivedSource | None = None
+        self.book = book
+        self._scopes: dict[str, TenantServices] = {}
 
     def derive_versions(self, source: DerivedSource) -> None:
         """Where derived versions' documents come from: ``source(tenant, flow_id, version)`` returns the
@@ -77,6 +89,30 @@ class FlowCatalogue:
         tenant = await self.store.get_tenant(tenant_id)
         self._tenants[tenant_id] = (self._clock() + TENANT_CACHE_S, tenant)
         return tenant
+
+    async def grants(self, tenant_id: str) -> Grants:
+        """What the tenant may use now: its stored grants and the operator's settings."""
+        tenant = await self.tenant(tenant_id)
+        return self.book.of(tenant_id, tenant.grants if tenant is not None else None)
+
+    async def scope(self, tenant_id: str) -> TenantServices:
+        """The services the tenant's plugins get, with its current grants."""
+        grants = await self.grants(tenant_id)
+        scope = self._scopes.get(tenant_id)
+        if scope is None:
+            scope = self._scopes[tenant_id] = TenantServices(self.services, self.book, tenant_id, grants)
+        else:
+            scope.update(grants)
+        return scope
+
+    async def check_webhook(self, tenant_id: str, url: str) -> None:
+        """``UrlRefused`` (422) when the tenant's URL policy refuses ``url`` as its outbound webhook."""
+        reason = (await self.scope(tenant_id)).policy.url_refusal(url)
+        if reason is not None:
+            raise UrlRefused(
+                f"outbound_webhook: {reason}; tenant '{tenant_id}' may not call it",
+                {"errors": [{"loc": ["body", "outbound_webhook"], "msg": reason, "type": "url_policy"}]},
+            )
 
     async def put_tenant(self, tenant: Tenant) -> None:
         """Store the tenant's settings; this process forgets its cached copy at once."""
@@ -103,7 +139,7 @@ class FlowCatalogue:
 
     async def set_default_flow(self, tenant_id: str, flow_id: str) -> None:
         tenant = await self.store.get_tenant(tenant_id) or Tenant(tenant_id)
-        await self.put_tenant(Tenant(tenant_id, flow_id, tenant.enabled_plugins, tenant.outbound_webhook))
+        await self.put_tenant(replace(tenant, default_flow=flow_id))
 
     async def default_flow(self, tenant_id: str) -> str:
         tenant = await self.store.get_tenant(tenant_id)
@@ -123,7 +159,8 @@ class FlowCatalogue:
 
     async def validate(self, tenant_id: str, document: Any, source: Source | None = None) -> ValidationResult:
         """Every problem of ``document`` as ``tenant_id`` would get them on upload; nothing is stored."""
-        return validate_data(document, await self.view(tenant_id), source)
+        result = validate_data(document, await self.view(tenant_id), source)
+        return grant_problems(result, document, await self.scope(tenant_id), source)
 
     async def create(
         self, tenant_id: str, document: dict[str, Any]
@@ -202,6 +239,7 @@ class FlowCatalogue:
     async def version(self, tenant_id: str, flow_id: str, version: str) -> CompiledFlow:
         """A compiled version (a run's pinned one, a sub-flow's), if the tenant may still run it."""
         compiled = await self._compiled((tenant_id, flow_id, version))
+        await self.scope(tenant_id)  # the grants its plugins see, at most TENANT_CACHE_S old
         if compiled.needs:
             await self._check_enabled(tenant_id, compiled)
         return compiled
@@ -237,7 +275,9 @@ class FlowCatalogue:
             compiled = self._flows.get(key)
             if compiled is None:
                 result = validated or await self._validated(key)
-                compiled = compile_flow(result.raise_for_errors(), self.registry, self.backend, self.services)
+                flow = result.raise_for_errors()
+                scope = await self.scope(key[0])
+                compiled = compile_flow(flow, self.registry, self.backend, scope)
                 compiled.needs = tuple(use for use in result.plugins_used if not use.provider.builtin)
                 self._add(key, compiled)
         self._compiling.pop(key, None)
@@ -252,7 +292,8 @@ class FlowCatalogue:
             document = stored.document
         if document is None:
             raise FlowNotFound(f"flow '{flow_id}' version {version} not found", {"flow_id": flow_id})
-        return _named(validate_data(document, self.registry), version)
+        result = validate_data(document, self.registry)
+        return _named(grant_problems(result, document, await self.scope(tenant_id)), version)
 
     def _add(self, key: Key, compiled: CompiledFlow) -> None:
         self._flows[key] = compiled

@@ -22,6 +22,7 @@ from mcp_engine.errors import (
     DeadlineExceeded,
     EngineError,
     InvalidInput,
+    PayloadTooLarge,
 )
 from mcp_engine.experiments.allocation import EXPOSURE, Assignment, mark_turn
 from mcp_engine.experiments.service import ExperimentService
@@ -33,6 +34,7 @@ from mcp_engine.runtime.context import flat_updates, new_context, run_flow, star
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
+from mcp_engine.security.grants import GrantBook
 from mcp_engine.store.base import Conversation, Store, Timer, TurnWrite
 
 if TYPE_CHECKING:
@@ -81,6 +83,7 @@ class ExecutionService:
             get_backend(self.settings.rules_backend),
             self.services,
             self.settings.compiled_flow_cache,
+            GrantBook(self.settings),
         )
         self.sinks = SinkFanout(
             self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
@@ -131,6 +134,12 @@ class ExecutionService:
         started = time.perf_counter()
         metrics = self.metrics
         self._check_input(tenant_id, conversation_id, message)
+        limit = (await self.catalogue.grants(tenant_id)).max_message_bytes or self.settings.max_message_bytes
+        if len(message.text) > limit // 4 and len(message.text.encode()) > limit:  # 4 bytes per char at most
+            raise PayloadTooLarge(
+                f"the message is longer than tenant '{tenant_id}' may send: {limit} bytes",
+                {"field": "content.text", "limit": limit},
+            )
         message_id = message.metadata.get("message_id") or None
         timeout = self.settings.context_lock_timeout_ms / 1000
         waiting = time.perf_counter()
@@ -164,11 +173,6 @@ class ExecutionService:
         if not tenant_id or not conversation_id:
             raise InvalidInput(
                 "tenant_id and conversation_id are required", {"field": "tenant_id/conversation_id"}
-            )
-        if len(message.text.encode()) > self.settings.max_message_bytes:
-            raise InvalidInput(
-                f"the message is longer than {self.settings.max_message_bytes} bytes",
-                {"field": "content.text", "limit": self.settings.max_message_bytes},
             )
         if message.type not in ("text", "message", "event"):
             raise InvalidInput(

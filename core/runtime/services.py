@@ -2,7 +2,9 @@
 
 One HTTP client session, the environment (secrets), a clock, and a way to append analytics events to the
 engine's own store; closed with the engine. A plugin reaches them through the ``services`` it was given,
-and nothing else of the engine: the store itself is never handed out.
+and nothing else of the engine: the store itself is never handed out. A tenant's plugins get a narrower
+view (``mcp_engine.security.scope.TenantServices``): its granted secrets, and ``outbound_session`` of its
+URL policy, whose connector checks every address it connects to.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from mcp_engine.security.urls import OutboundPolicy
 
 EventWriter = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
@@ -23,6 +28,7 @@ class EngineServices:
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
         self._events: EventWriter | None = None
+        self._outbound: dict[int, tuple[OutboundPolicy, aiohttp.ClientSession]] = {}
 
     def http(self) -> aiohttp.ClientSession:
         """The engine's shared aiohttp session, opened on first use inside the running event loop."""
@@ -32,6 +38,17 @@ class EngineServices:
                 raise_for_status=False,
             )
         return self._http
+
+    def outbound_session(self, policy: OutboundPolicy) -> aiohttp.ClientSession:
+        """The session for calls a tenant's flows make: one per policy (its own pool and DNS cache, so no
+        connection checked under one policy serves another), each connection checked by the policy."""
+        found = self._outbound.get(id(policy))
+        if found is None or found[1].closed:
+            connector = aiohttp.TCPConnector(
+                limit=100, ttl_dns_cache=300, socket_factory=policy.socket_factory
+            )
+            found = self._outbound[id(policy)] = (policy, aiohttp.ClientSession(connector=connector))
+        return found[1]
 
     def now(self) -> float:
         return self._clock()
@@ -49,3 +66,6 @@ class EngineServices:
         if self._http is not None and not self._http.closed:
             await self._http.close()
         self._http = None
+        for _, session in self._outbound.values():
+            await session.close()
+        self._outbound.clear()

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, UnstorableData
+from mcp_engine.security.grants import Grants
 
 FlowStatus = Literal["draft", "published"]
 ExperimentStatus = Literal["draft", "running", "stopped"]
@@ -71,6 +72,7 @@ class Tenant:
     default_flow: str | None = None
     enabled_plugins: tuple[str, ...] | None = None  # None: every installed plugin
     outbound_webhook: str | None = None
+    grants: Grants = field(default_factory=Grants)  # the operator's, never the tenant's own to change
 
 
 @dataclass(frozen=True)

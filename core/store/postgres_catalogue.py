@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from mcp_engine.errors import FlowNotFound, InvalidInput, VersionExists
+from mcp_engine.security.grants import Grants
 from mcp_engine.store.base import ApiKey, FlowVersion, Tenant, encode_json
 from mcp_engine.store.postgres_pool import PoolUser, count, outage_is_unavailable
 
@@ -28,20 +29,21 @@ class CatalogueTables(PoolUser):
     async def put_tenant(self, tenant: Tenant) -> None:
         plugins = tenant.enabled_plugins
         await self._db().execute(
-            "INSERT INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET default_flow ="
+            "INSERT INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook, grants)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET default_flow ="
             " EXCLUDED.default_flow, enabled_plugins = EXCLUDED.enabled_plugins,"
-            " outbound_webhook = EXCLUDED.outbound_webhook",
+            " outbound_webhook = EXCLUDED.outbound_webhook, grants = EXCLUDED.grants",
             tenant.tenant_id,
             tenant.default_flow,
             None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
             tenant.outbound_webhook,
+            None if (grants := tenant.grants.to_json()) is None else encode_json(grants, "grants"),
         )
 
     @outage_is_unavailable
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = await self._db().fetchrow(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants FROM tenants"
             " WHERE tenant_id = $1",
             tenant_id,
         )
@@ -50,7 +52,7 @@ class CatalogueTables(PoolUser):
     @outage_is_unavailable
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._db().fetch(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants FROM tenants"
             " ORDER BY tenant_id"
         )
         return [_tenant(row) for row in rows]
@@ -215,8 +217,9 @@ class CatalogueTables(PoolUser):
 
 
 def _tenant(row: asyncpg.Record) -> Tenant:
-    tenant_id, default_flow, plugins, webhook = row
-    return Tenant(tenant_id, default_flow, None if plugins is None else tuple(plugins), webhook)
+    tenant_id, default_flow, plugins, webhook, grants = row
+    enabled = None if plugins is None else tuple(plugins)
+    return Tenant(tenant_id, default_flow, enabled, webhook, Grants.from_json(grants))
 
 
 def _flow(row: asyncpg.Record) -> FlowVersion:

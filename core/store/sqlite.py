@@ -24,6 +24,7 @@ import aiosqlite
 import orjson
 
 from mcp_engine.errors import ConcurrentUpdate, FlowNotFound, InvalidInput, UnstorableData, VersionExists
+from mcp_engine.security.grants import Grants
 from mcp_engine.store.base import (
     ApiKey,
     Conversation,
@@ -112,18 +113,19 @@ class SQLiteStore(ExperimentRows):
             tenant.default_flow,
             None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
             tenant.outbound_webhook,
+            _grants_json(tenant),
         )
         async with self._transaction() as db:
             await _run(
                 db,
-                "INSERT OR REPLACE INTO tenants"
-                " (tenant_id, default_flow, enabled_plugins, outbound_webhook) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO tenants (tenant_id, default_flow, enabled_plugins,"
+                " outbound_webhook, grants) VALUES (?, ?, ?, ?, ?)",
                 row,
             )
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         rows = await self._read(
-            "SELECT default_flow, enabled_plugins, outbound_webhook FROM tenants WHERE tenant_id = ?",
+            "SELECT default_flow, enabled_plugins, outbound_webhook, grants FROM tenants WHERE tenant_id = ?",
             (tenant_id,),
         )
         if not rows:
@@ -132,7 +134,7 @@ class SQLiteStore(ExperimentRows):
 
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._read(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants FROM tenants"
             " ORDER BY tenant_id",
             (),
         )
@@ -592,8 +594,16 @@ def _record_events(conn: sqlite3.Connection, rows: list[_Params], tallies: list[
 
 
 def _tenant(row: Iterable[Any]) -> Tenant:
-    tenant_id, default_flow, plugins, webhook = row
-    return Tenant(tenant_id, default_flow, None if plugins is None else tuple(orjson.loads(plugins)), webhook)
+    tenant_id, default_flow, plugins, webhook, grants = row
+    enabled = None if plugins is None else tuple(orjson.loads(plugins))
+    return Tenant(
+        tenant_id, default_flow, enabled, webhook, Grants.from_json(grants and orjson.loads(grants))
+    )
+
+
+def _grants_json(tenant: Tenant) -> bytes | None:
+    grants = tenant.grants.to_json()
+    return None if grants is None else encode_json(grants, "grants")
 
 
 def _flow(row: Iterable[Any]) -> FlowVersion:

@@ -130,6 +130,10 @@ MIGRATIONS: list[str] = [
     -- replaces it), and if the firing process dies first, another fires it once the lease has passed
     ALTER TABLE timers ADD COLUMN claimed_until REAL;  -- NULL: not claimed
     """,
+    """
+    -- what an operator granted the tenant (secret names, outbound addresses, size limits); NULL: nothing
+    ALTER TABLE tenants ADD COLUMN grants TEXT;  -- JSON object
+    """,
 ]
 
 

@@ -14,6 +14,7 @@ from mcp_engine.testing.engine import (
     Reply,
     engine_settings,
     flow_document,
+    granted_environment,
     plugin_registry,
     start_engine,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Reply",
     "engine_settings",
     "flow_document",
+    "granted_environment",
     "plugin_registry",
     "start_engine",
 ]

@@ -23,16 +23,29 @@ from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.base import Store
 
 FlowSource = Mapping[str, Any] | Path | str
+LOOPBACK_GRANT = "*:127.0.0.1,::1"
 
 
 def engine_settings(**values: Any) -> EngineSettings:
     """Settings by field name (``state_execution_timeout_ms=2000``), never read from the environment, so a
     developer's shell cannot change a test. Every test engine is made with these: this is the one place a
-    test engine is given what an operator grants a development engine."""
+    test engine is given what an operator grants a development engine: every tenant may call loopback
+    (``LOOPBACK_GRANT``: test services run on 127.0.0.1; the engine's own ports stay refused) unless the
+    test sets ``grant_outbound`` itself."""
+    values.setdefault("grant_outbound", LOOPBACK_GRANT)
     fields = EngineSettings.model_fields
     return EngineSettings.model_validate(
         {fields[name].alias or name: value for name, value in values.items()}
     )
+
+
+def granted_environment(secrets: Sequence[str] = ()) -> dict[str, str]:
+    """The same grants as ``engine_settings`` (and ``secrets`` for every tenant) as environment variables,
+    for an engine a test starts in another process (``mcp-engine serve``)."""
+    grants = {"MCP_GRANT_OUTBOUND": LOOPBACK_GRANT}
+    if secrets:
+        grants["MCP_GRANT_SECRETS"] = "*:" + ",".join(secrets)
+    return grants
 
 
 def plugin_registry(plugins: Sequence[str] | None = None) -> Registry:
@@ -49,10 +62,14 @@ async def start_engine(
     settings: EngineSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ExecutionService:
-    """A started engine on ``store``; ``env`` is the environment its plugins see (``${env:NAME}`` secrets).
+    """A started engine on ``store``; ``env`` is the environment its plugins see, every name of it granted
+    to every tenant as a secret (``${env:NAME}``) unless ``settings`` grant secrets themselves.
     Close it with ``await engine.close()`` (which closes the store)."""
     services = EngineServices(env=dict(env or {}))
-    engine = ExecutionService(store, registry, settings or engine_settings(), services)
+    settings = settings or engine_settings()
+    if env and settings.grant_secrets is None:
+        settings = settings.model_copy(update={"grant_secrets": "*:" + ",".join(env)})
+    engine = ExecutionService(store, registry, settings, services)
     await engine.start()
     return engine
 

@@ -8,9 +8,10 @@ Decisions a flow designer can rely on:
   redirects are not followed.
 - GET sends the request's params as the query string (``None`` dropped, booleans as ``true``/``false``,
   lists as repeated keys); every other method sends them as a JSON body.
-- ``${env:NAME}`` in header and authentication values is resolved from the engine's environment at each
-  call, never stored resolved, and never appears in a result or a log line. A variable that is not set is
-  a ``mapping`` error ("the request could not be built"), not retried: retrying cannot make it appear.
+- ``${env:NAME}`` in header and authentication values is resolved at each call from the secrets an
+  operator granted the tenant (``services.env``), never stored resolved, and never appears in a result or
+  a log line. A secret that is not granted or not set is a ``mapping`` error ("the request could not be
+  built"), not retried: retrying cannot make it appear.
 - A 2xx answer must be JSON (whatever its Content-Type says) or empty (``data`` is None); anything else is
   a ``mapping`` error, as is a 1xx/3xx answer. 4xx is ``http_4xx`` and never retried.
 - Error kinds in the request's ``retry_on`` are retried with exponential backoff and jitter, but no attempt
@@ -203,7 +204,7 @@ class RestClient(IntegrationClient):
         def substitute(match: re.Match[str]) -> str:
             value = self.services.env.get(match[1])
             if value is None:
-                raise _Unbuildable(f"environment variable {match[1]} is not set")
+                raise _Unbuildable(f"secret {match[1]} is not granted to this tenant, or not set")
             return value
 
         return _ENV_REFERENCE.sub(substitute, template)

@@ -49,7 +49,7 @@ def resolve_headers(headers: Mapping[str, str], env: Mapping[str, str]) -> dict[
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in env:
-            raise KeyError(f"environment variable {name} is not set")
+            raise KeyError(f"secret {name} is not granted to this tenant, or not set")
         return env[name]
 
     return {key: _ENV_REF.sub(substitute, value) for key, value in headers.items()}

@@ -16,13 +16,23 @@ import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from mcp_engine.api.grpc import mcp_pb2
+from mcp_engine.api.inputs import check_fields
 from mcp_engine.runtime.execution import Hints, InboundMessage
 
 
 def inbound(request: mcp_pb2.ProcessMessageRequest) -> tuple[InboundMessage, Hints]:
-    """The message and hints of a request. Unset proto3 fields arrive as "": an empty ``content.type``
-    is text, an empty ``force_flow`` forces nothing, an empty ``channel`` keeps the conversation's."""
+    """The message and hints of a request, checked with REST's limits (``mcp_engine.api.inputs``). Unset
+    proto3 fields arrive as "": an empty ``content.type`` is text, an empty ``force_flow`` forces nothing,
+    an empty ``channel`` keeps the conversation's."""
     content = request.content
+    check_fields(
+        tenant_id=request.tenant_id or None,
+        conversation_id=request.conversation_id,
+        user_id=request.user_id,
+        channel=request.channel,
+        metadata=dict(request.metadata),
+        attributes=dict(content.attributes),
+    )
     message = InboundMessage(
         text=content.text,
         type=content.type or "text",
@@ -37,6 +47,12 @@ def inbound(request: mcp_pb2.ProcessMessageRequest) -> tuple[InboundMessage, Hin
         bypass_cache=request.hints.bypass_cache,
     )
     return message, hints
+
+
+def conversation(request: mcp_pb2.GetStateRequest | mcp_pb2.ResetRequest) -> str:
+    """The conversation id of a state or reset request, checked like ``ProcessMessage``'s."""
+    check_fields(tenant_id=request.tenant_id or None, conversation_id=request.conversation_id)
+    return request.conversation_id
 
 
 def message_content(message: Mapping[str, Any]) -> mcp_pb2.MessageContent:

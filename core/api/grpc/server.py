@@ -26,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
-from mcp_engine.api.grpc.convert import inbound, process_reply, state_reply
+from mcp_engine.api.grpc.convert import conversation, inbound, process_reply, state_reply
 from mcp_engine.errors import EngineError, Overloaded
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
@@ -82,8 +82,8 @@ class MCPEngineServicer(mcp_pb2_grpc.MCPEngineServicer):
         self, request: mcp_pb2.ProcessMessageRequest, context: Context
     ) -> mcp_pb2.ProcessMessageResponse:
         async with self._rpc(context) as call:
-            tenant = await self._tenant(request.tenant_id, context)
             message, hints = inbound(request)
+            tenant = await self._tenant(request.tenant_id, context)
             async with self._limiter.slot():
                 remaining = context.time_remaining()
                 deadline = None if remaining is None else time.monotonic() + remaining
@@ -97,15 +97,17 @@ class MCPEngineServicer(mcp_pb2_grpc.MCPEngineServicer):
         self, request: mcp_pb2.GetStateRequest, context: Context
     ) -> mcp_pb2.GetStateResponse:
         async with self._rpc(context):
+            conversation_id = conversation(request)
             tenant = await self._tenant(request.tenant_id, context)
-            return state_reply(await self._engine.get_state(tenant, request.conversation_id))
+            return state_reply(await self._engine.get_state(tenant, conversation_id))
 
     async def ResetConversation(
         self, request: mcp_pb2.ResetRequest, context: Context
     ) -> mcp_pb2.ResetResponse:
         async with self._rpc(context):
+            conversation_id = conversation(request)
             tenant = await self._tenant(request.tenant_id, context)
-            return mcp_pb2.ResetResponse(reset=await self._engine.reset(tenant, request.conversation_id))
+            return mcp_pb2.ResetResponse(reset=await self._engine.reset(tenant, conversation_id))
 
     async def _tenant(self, claimed: str, context: Context) -> str:
         metadata = dict(context.invocation_metadata() or ())

@@ -6,6 +6,7 @@ tenant or issues and revokes keys. Health endpoints are public: load balancers p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -59,6 +60,8 @@ async def put_tenant(call: Call) -> web.StreamResponse:
             f"default_flow: flow '{changes['default_flow']}' has no published version",
             {"errors": [{"loc": ["body", "default_flow"], "msg": "no published version", "type": "flow"}]},
         )
+    if changes.get("outbound_webhook"):
+        await catalogue.check_webhook(tenant_id, changes["outbound_webhook"])
     if "enabled_plugins" in changes and changes["enabled_plugins"] is not None:
         catalogue.check_plugin_names(changes["enabled_plugins"])
         changes["enabled_plugins"] = tuple(changes["enabled_plugins"])
@@ -66,13 +69,7 @@ async def put_tenant(call: Call) -> web.StreamResponse:
     if current is None:
         await call.auth.create_tenant(tenant_id)
         current = await store.get_tenant(tenant_id) or Tenant(tenant_id)
-    merged = {
-        "default_flow": current.default_flow,
-        "enabled_plugins": current.enabled_plugins,
-        "outbound_webhook": current.outbound_webhook,
-        **changes,
-    }
-    tenant = Tenant(tenant_id, **merged)
+    tenant = replace(current, **changes)  # grants are the operator's: a tenant's PUT never touches them
     await catalogue.put_tenant(tenant)
     return model_response(_tenant_out(tenant), 201 if created else 200)
 
@@ -151,6 +148,7 @@ ROUTES = (
         "tenants",
         {200: models.TenantOut, 201: models.TenantOut},
         body=models.TenantIn,
+        errors=(422,),
     ),
     Route(
         "POST",

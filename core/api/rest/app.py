@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from mcp_engine.api.rest import admin, conversations, experiments, flows, flowtests
+from mcp_engine.api.rest.bodies import DEFAULT_LIMIT
 from mcp_engine.api.rest.edge import AUTH, ENGINE, LIMITER, OPENAPI, Auth
 from mcp_engine.api.rest.middleware import error_middleware
 from mcp_engine.api.rest.routing import Route, add_routes, openapi_bytes
@@ -27,7 +28,6 @@ ROUTES: tuple[Route, ...] = (
 )
 TITLE = "MCP Engine"
 API_VERSION = "2.0.0"
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(
@@ -36,14 +36,18 @@ def create_app(
     limiter: Limiter,
     *,
     extra_routes: Iterable[web.AbstractRouteDef] | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
 ) -> web.Application:
     """The application; the caller owns the engine's lifecycle (``serve`` starts and closes it).
 
     ``extra_routes`` mounts routes outside the API (``/metrics``): they get the JSON error handling but
-    are not part of the OpenAPI document. A body over ``max_body_bytes`` is refused with 413.
+    are not part of the OpenAPI document. A body over its tenant's limit is refused with 413: a tenant's
+    own (``mcp-engine tenants grant --max-body-bytes``), else ``max_body_bytes`` (None: the engine's
+    ``MCP_MAX_BODY_BYTES``).
     """
-    app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
+    default_limit = max_body_bytes or engine.settings.max_body_bytes
+    app = web.Application(middlewares=[error_middleware], client_max_size=default_limit)
+    app[DEFAULT_LIMIT] = default_limit
     app[ENGINE] = engine
     app[AUTH] = auth
     app[LIMITER] = limiter

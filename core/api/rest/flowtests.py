@@ -14,8 +14,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mcp_engine.api.inputs import ConversationId
 from mcp_engine.api.rest.edge import LIMITER, Call, model_response
-from mcp_engine.api.rest.models import ConversationId, Version
+from mcp_engine.api.rest.models import Version
 from mcp_engine.api.rest.routing import Route
 from mcp_engine.errors import InvalidInput, PermissionDenied
 from mcp_engine.flowtest.history import read_histories

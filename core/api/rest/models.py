@@ -12,12 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from mcp_engine.api.inputs import Channel, StringMap, TenantId, UserId
 from mcp_engine.flow.models import FLOW_ID_PATTERN, SEMVER_PATTERN
 
 FlowId = Annotated[str, Field(pattern=FLOW_ID_PATTERN, description="The flow's id (SPEC §2).")]
 Version = Annotated[str, Field(pattern=SEMVER_PATTERN, description="A semantic version MAJOR.MINOR.PATCH.")]
-TenantId = Annotated[str, Field(pattern=FLOW_ID_PATTERN, description="A tenant id (same form as a flow id).")]
-ConversationId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^/]+$")]
 KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/]+$")]
 
 
@@ -121,7 +120,7 @@ class StoredGraphQuery(GraphQuery):
 class Content(Strict):
     type: Literal["text", "event"] = "text"
     text: str = Field(description="The user's text; for an event its name, e.g. 'timeout'.")
-    attributes: dict[str, str] = Field(default_factory=dict)
+    attributes: StringMap = Field(default_factory=dict)
 
 
 class MessageHints(Strict):
@@ -147,10 +146,10 @@ class MessageRequest(Strict):
     )
 
     tenant_id: TenantId | None = Field(None, description="Names the tenant when auth is off.")
-    user_id: str = Field("", max_length=256)
-    channel: str = Field("default", max_length=64)
+    user_id: UserId = ""
+    channel: Channel = "default"
     content: Content
-    metadata: dict[str, str] = Field(
+    metadata: StringMap = Field(
         default_factory=dict, description="``message_id`` makes a retry return the stored reply."
     )
     hints: MessageHints | None = None

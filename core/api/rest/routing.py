@@ -18,10 +18,14 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from mcp_engine.api.inputs import ConversationId, TenantId
 from mcp_engine.api.rest import models
+from mcp_engine.api.rest.bodies import read_body
 from mcp_engine.api.rest.edge import TENANT_HEADER, Call
 from mcp_engine.api.rest.middleware import invalid
+from mcp_engine.errors import InvalidInput
 from mcp_engine.experiments.models import ExperimentId
+from mcp_engine.flow.numbers import MARKERS, nonfinite_pointers
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 Access = Literal["public", "tenant", "admin"]
@@ -31,8 +35,8 @@ Success = type[BaseModel] | tuple[str, ...] | None  # a JSON model, non-JSON med
 PATH_PARAMS: dict[str, Any] = {
     "flow_id": models.FlowId,
     "version": models.Version,
-    "conversation_id": models.ConversationId,
-    "tenant_id": models.TenantId,
+    "conversation_id": ConversationId,
+    "tenant_id": TenantId,
     "key_id": models.KeyId,
     "experiment_id": ExperimentId,
 }
@@ -89,9 +93,15 @@ def _parse(model: type[BaseModel], data: Any, where: str) -> BaseModel:
 
 def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
     try:
-        return model.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except ValidationError as exc:
         raise invalid(exc, "body") from None
+    if any(marker in raw for marker in MARKERS) and (found := nonfinite_pointers(body.model_dump())):
+        raise InvalidInput(
+            f"invalid request body at {found[0]}: NaN and Infinity are not JSON numbers",
+            {"errors": [{"loc": ["body"], "pointer": at, "msg": "not a JSON number"} for at in found]},
+        )
+    return body
 
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -102,7 +112,7 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
         if route.path_model is not None:
             path = _parse(route.path_model, dict(request.match_info), "path").model_dump()
         query = _parse(route.query, dict(request.query), "query") if route.query else None
-        body = _parse_body(route.body, await request.read()) if route.body else None
+        body = _parse_body(route.body, await read_body(request)) if route.body else None
         return await route.handler(Call(request, path, query, body))
 
     handle.__name__ = route.operation_id
