@@ -57,7 +57,7 @@ def parse_allowance(text: str) -> Allowance:
     host, port = text.strip(), None
     if host.startswith("["):
         host, bracket, rest = host[1:].partition("]")
-        if not bracket or rest not in ("", ":") and not rest.startswith(":"):
+        if not bracket or (rest and not rest.startswith(":")):
             raise ValueError(f"'{text}' is not an address, a network or address:port")
         port = rest[1:] if rest else None
     elif host.count(":") == 1:
