@@ -39,6 +39,7 @@ EXAMPLE_FLOWS = ("pizza", "bank", "support", "collect_contact")
 TOKEN = "s3cret-bank-token"
 HELPDESK_KEY = "helpdesk-key"
 ENV = {"BANK_API_TOKEN": TOKEN, "HELPDESK_API_KEY": HELPDESK_KEY}
+EXAMPLE_SECRETS = "*:" + ",".join(ENV)  # the example flows' secrets, granted to every tenant
 
 
 @cache
@@ -112,7 +113,7 @@ async def open_engine(
 
     ``documents`` replaces example flows by name (e.g. a bank flow pointing at a test server).
     """
-    settings = settings or engine_settings(grant_secrets="*:" + ",".join(ENV))  # the examples' secrets
+    settings = settings or engine_settings(grant_secrets=EXAMPLE_SECRETS)
     engine = await start_engine(SQLiteStore(str(db_path)), settings=settings, env=env)
     try:
         if publish:

@@ -15,7 +15,7 @@ from mcp_engine.metrics import Metrics
 from mcp_engine.runtime import catalogue
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.store.sqlite import SQLiteStore
-from tests.engine_fixtures import TENANT, engine_settings, example_flow, open_engine
+from tests.engine_fixtures import EXAMPLE_SECRETS, TENANT, engine_settings, example_flow, open_engine
 from tests.experiment_kit import (
     GREETING,
     SHORT_GREETING,
@@ -255,7 +255,9 @@ async def test_a_sub_flow_returns_to_the_patched_parent(engine: ExecutionService
 async def test_metrics_count_runs_and_completions_by_experiment_and_variant(tmp_path: Path) -> None:
     metrics = Metrics()
     engine = ExecutionService(
-        SQLiteStore(str(tmp_path / "engine.db")), settings=engine_settings(), metrics=metrics
+        SQLiteStore(str(tmp_path / "engine.db")),
+        settings=engine_settings(grant_secrets=EXAMPLE_SECRETS),
+        metrics=metrics,
     )
     await engine.start()
     try:

@@ -190,7 +190,7 @@ async def test_bad_input_is_invalid_argument(client: Client) -> None:
     await refused(client.send("e1", "  ", flow="pizza"), grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument")
     too_long = "x" * (64 * 1024 + 1)
     await refused(
-        client.send("e1", too_long, flow="pizza"), grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"
+        client.send("e1", too_long, flow="pizza"), grpc.StatusCode.RESOURCE_EXHAUSTED, "payload_too_large"
     )
 
 

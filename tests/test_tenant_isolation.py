@@ -25,7 +25,7 @@ from mcp_engine.auth import Authenticator
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
 from mcp_engine.runtime.limits import Limiter
 from mcp_engine.store.sqlite import SQLiteStore
-from tests.engine_fixtures import engine_settings, example_flow
+from tests.engine_fixtures import EXAMPLE_SECRETS, engine_settings, example_flow
 
 A, B = "tenant-a", "tenant-b"
 B_FLOW, B_CONVERSATION = "bank", "b-conversation"  # B's; A has no flow "bank"
@@ -59,7 +59,8 @@ def flow_of(tenant: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    engine = ExecutionService(SQLiteStore(str(tmp_path / "engine.db")), settings=engine_settings())
+    settings = engine_settings(grant_secrets=EXAMPLE_SECRETS)
+    engine = ExecutionService(SQLiteStore(str(tmp_path / "engine.db")), settings=settings)
     await engine.start()
     auth = Authenticator(engine.store, "on", None)
     keys: dict[str, str] = {}

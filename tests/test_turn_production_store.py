@@ -13,7 +13,7 @@ import pytest
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.store.postgres import ProductionStore
-from tests.engine_fixtures import EXAMPLE_FLOWS, engine_settings, example_flow
+from tests.engine_fixtures import EXAMPLE_FLOWS, EXAMPLE_SECRETS, engine_settings, example_flow
 from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
 from tests.test_e2e_examples import order_two_large, pizza
 from tests.turnkit import TENANT, flow, msg, on, set_action, wait
@@ -24,7 +24,8 @@ async def engine() -> AsyncIterator[ExecutionService]:
     """An engine on its own schema and key prefix (both removed afterwards), the example flows published."""
     async with fresh_backing("t") as name:
         store = ProductionStore(POSTGRES_URI, REDIS_URL, schema=name, key_prefix=name)
-        engine = ExecutionService(store, settings=engine_settings(), services=EngineServices(env={}))
+        settings = engine_settings(grant_secrets=EXAMPLE_SECRETS)
+        engine = ExecutionService(store, settings=settings, services=EngineServices(env={}))
         await engine.start()
         try:
             for example in EXAMPLE_FLOWS:

@@ -16,7 +16,7 @@ from mcp_engine.config import EngineSettings
 from mcp_engine.registry import Registry
 from mcp_engine.runtime.execution import ExecutionService, Hints, InboundMessage
 from mcp_engine.store.sqlite import SQLiteStore
-from mcp_engine.testing import FakeIntegration, start_engine
+from mcp_engine.testing import FakeIntegration, granted_environment, start_engine
 
 TENANT = "t1"
 State = dict[str, Any]
@@ -101,7 +101,9 @@ def texts(reply: dict[str, Any]) -> list[str]:
 async def open_engine(path: Path, registry: Registry | None = None, **settings: Any) -> ExecutionService:
     """A started engine on ``path`` (a SQLite file); ``settings`` are EngineSettings fields (by alias)."""
     return await start_engine(
-        SQLiteStore(str(path)), registry, EngineSettings.model_validate(settings) if settings else None
+        SQLiteStore(str(path)),
+        registry,
+        EngineSettings.model_validate({**granted_environment(), **settings}) if settings else None,
     )
 
 
