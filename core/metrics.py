@@ -210,7 +210,3 @@ class Metrics:
     async def handle(self, request: web.Request) -> web.Response:
         """``GET /metrics``."""
         return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    def routes(self) -> list[web.RouteDef]:
-        """The routes to hand to the REST app (``create_app(..., extra_routes=...)``)."""
-        return [web.get("/metrics", self.handle)]

@@ -111,11 +111,14 @@ def test_each_engine_has_its_own_registry() -> None:
 
 async def test_get_metrics_over_rest(engine: ExecutionService) -> None:
     from mcp_engine.api.rest.app import create_app
+    from mcp_engine.security.metrics_access import metrics_routes
 
     await pizza_turns(engine)
     assert engine.metrics is not None
     auth = Authenticator(engine.store, "off", None)
-    app = create_app(engine, auth, Limiter(4), extra_routes=engine.metrics.routes())
+    app = create_app(
+        engine, auth, Limiter(4), extra_routes=metrics_routes(engine.metrics.handle, engine.settings)
+    )
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/metrics")
         assert response.status == 200

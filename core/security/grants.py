@@ -15,6 +15,7 @@ from mcp_engine.config import EngineSettings
 from mcp_engine.security.urls import OutboundPolicy, parse_allowance
 
 EVERY_TENANT = "*"
+MERGED_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,19 @@ class GrantBook:
                 parse_allowance(item)  # a typo stops the start, not a tenant's call later
         self.own_ports |= {self.settings.http_port, self.settings.grpc_port}
         self._policies: dict[tuple[str, ...], OutboundPolicy] = {}
+        self._merged: dict[tuple[str, Grants | None], Grants] = {}
 
     def of(self, tenant_id: str, stored: Grants | None) -> Grants:
-        """The tenant's grants: stored ones plus the settings' (for it and for every tenant)."""
+        """The tenant's grants: stored ones plus the settings' (for it and for every tenant); merged once
+        per tenant and stored grants (a turn asks twice)."""
+        found = self._merged.get((tenant_id, stored))
+        if found is None:
+            if len(self._merged) >= MERGED_CACHE:
+                self._merged.clear()
+            found = self._merged[(tenant_id, stored)] = self._merge(tenant_id, stored)
+        return found
+
+    def _merge(self, tenant_id: str, stored: Grants | None) -> Grants:
         from_settings = Grants(
             self._secrets.get(tenant_id, ()) + self._secrets.get(EVERY_TENANT, ()),
             self._outbound.get(tenant_id, ()) + self._outbound.get(EVERY_TENANT, ()),

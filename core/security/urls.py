@@ -22,6 +22,7 @@ import re
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 from aiohappyeyeballs import AddrInfoType
 from yarl import URL
@@ -72,6 +73,7 @@ def parse_allowance(text: str) -> Allowance:
     return Allowance(network, number)
 
 
+@lru_cache(maxsize=4096)
 def _kind(address: Address) -> str | None:
     """What makes ``address`` off limits by default, or None for a public address."""
     if address in METADATA:
