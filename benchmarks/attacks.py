@@ -34,9 +34,7 @@ def _turns(document: dict[str, object], text: str, count: int) -> Attack:
         published = engine.publish(document)
         if published.status != 200:
             return f"publish {published.status} {published.code}"
-        statuses = [
-            engine.send(kit.ATTACKER, "attack", text, str(document["flow_id"])) for _ in range(count)
-        ]
+        statuses = [engine.send(kit.ATTACKER, "attack", text, str(document["flow_id"])) for _ in range(count)]
         size = len(str(engine.state(kit.ATTACKER, "attack").body))
         return " ".join(f"{r.status}{'/' + r.code if r.code else ''}" for r in statuses) + f", {size:,} B"
 
@@ -90,7 +88,8 @@ def _yaml_bomb(levels: int) -> list[str]:
         )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
-        assert process.stderr is not None and process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout is not None
         tail = (process.stdout.read() + process.stderr.read()).decode(errors="replace").strip().splitlines()
         exit_code = os.waitstatus_to_exitcode(status)
         last = tail[-1][:60] if tail else ""

@@ -174,7 +174,9 @@ def regex_flow(pattern: str = "(a+)+$") -> dict[str, Any]:
             "ask": {
                 "type": "intent",
                 "config": {"intent_patterns": ["evil"]},
-                "transitions": [{"condition": "intent_match", "condition_value": "evil", "target_state": "done"}],
+                "transitions": [
+                    {"condition": "intent_match", "condition_value": "evil", "target_state": "done"}
+                ],
             },
             "done": end("matched"),
         },
@@ -241,7 +243,9 @@ def wide_flow(transitions: int) -> dict[str, Any]:
 
 def growing_flow(variables: int) -> dict[str, Any]:
     """Finding 6: every turn stores the message in ``variables`` variables, so the context grows fast."""
-    actions = [{"type": "set_variable", "name": f"v{i}", "expression": "event.text"} for i in range(variables)]
+    actions = [
+        {"type": "set_variable", "name": f"v{i}", "expression": "event.text"} for i in range(variables)
+    ]
     return flow(
         ATTACKER,
         "grow",

@@ -10,8 +10,9 @@ the tenant), and a flow published before a plugin was disabled fails its next tu
 Compiled flows are cached in process by (tenant, flow_id, version): versions are immutable once stored,
 so an entry never goes stale (a derived version, ``1.2.0+<tag>``, is an experiment variant's patched
 flow: its document comes from ``derive_versions``' source, is as immutable, and is cached the same way);
-the cache is bounded (least recently used goes first). Each compiled flow carries the third-party plugins
-it uses, so the run-time check costs nothing for a flow of built-ins and a dict lookup otherwise: the
+the cache is bounded in entries (``MCP_COMPILED_FLOW_CACHE``) and in estimated bytes
+(``MCP_COMPILED_FLOW_CACHE_MB``, ``CompiledFlow.size_bytes``): least recently used goes first.
+Each compiled flow carries the third-party plugins it uses, so the run-time check costs nothing for a flow of built-ins and a dict lookup otherwise: the
 tenant's settings are kept here for ``TENANT_CACHE_S`` (changed through this catalogue they are forgotten
 at once; changed by another process they are seen within that time).
 """
@@ -48,6 +49,7 @@ class FlowCatalogue:
         services: Services,
         size: int,
         clock: Callable[[], float] = time.monotonic,
+        max_bytes: int | None = None,
     ) -> None:
         self.store, self.registry, self.backend, self.services, self.size = (
             store,
@@ -57,6 +59,8 @@ class FlowCatalogue:
             size,
         )
         self._clock = clock
+        self.max_bytes = max_bytes  # None: bounded by count only
+        self._bytes = 0
         self._flows: OrderedDict[Key, CompiledFlow] = OrderedDict()
         self._compiling: dict[Key, asyncio.Lock] = {}
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
@@ -174,7 +178,7 @@ class FlowCatalogue:
         """Delete every version of a flow and forget its compiled versions (one created again may differ)."""
         deleted = await self.store.delete_flow(tenant_id, flow_id)
         for key in [k for k in self._flows if k[:2] == (tenant_id, flow_id)]:
-            self._flows.pop(key).close()
+            self._evict(key)
         return deleted
 
     # --- resolving (the turn) -------------------------------------------------------------------
@@ -255,15 +259,30 @@ class FlowCatalogue:
         return _named(validate_data(document, self.registry), version)
 
     def _add(self, key: Key, compiled: CompiledFlow) -> None:
+        """Cache ``compiled``, evicting the least recently used over the count or the bytes (never the
+        one just added: a flow larger than the whole budget still runs, it is just not kept for long)."""
         self._flows[key] = compiled
-        while len(self._flows) > self.size:
-            _, evicted = self._flows.popitem(last=False)
-            evicted.close()
+        self._bytes += compiled.size_bytes
+        while len(self._flows) > 1 and (
+            len(self._flows) > self.size or (self.max_bytes is not None and self._bytes > self.max_bytes)
+        ):
+            self._evict(next(iter(self._flows)))
+
+    def _evict(self, key: Key) -> None:
+        evicted = self._flows.pop(key)
+        self._bytes -= evicted.size_bytes
+        evicted.close()
+
+    @property
+    def cached_bytes(self) -> int:
+        """The estimated memory of the compiled flows in the cache."""
+        return self._bytes
 
     def close(self) -> None:
         for compiled in self._flows.values():
             compiled.close()
         self._flows.clear()
+        self._bytes = 0
 
 
 def _named(result: ValidationResult, version: str) -> ValidationResult:
