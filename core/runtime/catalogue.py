@@ -12,9 +12,10 @@ so an entry never goes stale (a derived version, ``1.2.0+<tag>``, is an experime
 flow: its document comes from ``derive_versions``' source, is as immutable, and is cached the same way);
 the cache is bounded in entries (``MCP_COMPILED_FLOW_CACHE``) and in estimated bytes
 (``MCP_COMPILED_FLOW_CACHE_MB``, ``CompiledFlow.size_bytes``): least recently used goes first.
-Each compiled flow carries the third-party plugins it uses, so the run-time check costs nothing for a flow of built-ins and a dict lookup otherwise: the
-tenant's settings are kept here for ``TENANT_CACHE_S`` (changed through this catalogue they are forgotten
-at once; changed by another process they are seen within that time).
+Each compiled flow carries the third-party plugins it uses, so the run-time check costs nothing for a
+flow of built-ins and a dict lookup otherwise: the tenant's settings are kept here for ``TENANT_CACHE_S``
+(changed through this catalogue they are forgotten at once; changed by another process they are seen
+within that time).
 """
 
 from __future__ import annotations
