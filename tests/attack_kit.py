@@ -116,6 +116,12 @@ class Engine:
     def state(self, tenant: str, conversation: str) -> Reply:
         return self.request("GET", f"/v2/conversations/{conversation}", tenant)
 
+    def errors(self, tenant: str, conversation: str) -> list[str]:
+        """The kinds of the error events in the conversation's history, oldest first."""
+        reply = self.request("GET", f"/v2/conversations/{conversation}/history?limit=500", tenant)
+        events = reply.body["events"] if isinstance(reply.body, dict) else []
+        return [e["data"].get("kind") for e in reversed(events) if e["type"] == "error"]
+
     def peak_rss_mb(self) -> float:
         """The server's peak resident set since the last ``reset_peak`` (Linux)."""
         for line in Path(f"/proc/{self.served.process.pid}/status").read_text().splitlines():
@@ -152,9 +158,10 @@ class Engine:
 
 
 @contextmanager
-def attack_engine(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Engine]:
-    """A served engine (auth off: tenants named by ``X-Tenant-ID``) with tenant B's ``pong`` flow."""
-    with serve(tmp, env=env) as served:
+def attack_engine(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Engine]:
+    """A served engine (auth off: tenants named by ``X-Tenant-ID``) with tenant B's ``pong`` flow;
+    ``args``: more ``serve`` arguments (``--flows DIR``)."""
+    with serve(tmp, *args, env=env) as served:
         engine = Engine(served)
         published = engine.publish(PONG)
         assert published.status == 200, published
@@ -223,8 +230,8 @@ def integer_template(squarings: int) -> str:
     )
 
 
-def template_flow(template: str) -> dict[str, Any]:
-    return flow(ATTACKER, "template", "say", {"say": end(template)})
+def template_flow(template: str, flow_id: str = "template") -> dict[str, Any]:
+    return flow(ATTACKER, flow_id, "say", {"say": end(template)})
 
 
 def wide_flow(transitions: int) -> dict[str, Any]:
@@ -260,6 +267,42 @@ def growing_flow(variables: int) -> dict[str, Any]:
             }
         },
         settings={"max_message_chars": 100_000},
+    )
+
+
+def slow_chain_flow(states: int) -> dict[str, Any]:
+    """Finding 3 (the deadline): "go" runs a chain of ``states`` states, each rendering a template that
+    loops as long as a render may (``MAX_RENDER_MS``): together longer than the turn's deadline."""
+    heavy = "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}slow"
+    chain: dict[str, Any] = {
+        f"s{i}": {
+            "type": "condition",
+            "config": {},
+            "entry_actions": [{"type": "send_message", "text": heavy}],
+            "transitions": [
+                {
+                    "condition": "expression",
+                    "expression": "true",
+                    "target_state": f"s{i + 1}" if i + 1 < states else "listen",
+                }
+            ],
+        }
+        for i in range(states)
+    }
+    listen = {
+        "type": "wait",
+        "config": {},
+        "transitions": [
+            {"condition": "expression", "expression": 'event.text == "go"', "target_state": "s0"}
+        ],
+    }
+    return flow(
+        ATTACKER,
+        "slow",
+        "listen",
+        {"listen": listen, **chain},
+        settings={"max_steps": states + 5},
+        global_handlers={"no_match": {"response": "say go"}},
     )
 
 

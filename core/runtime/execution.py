@@ -184,19 +184,32 @@ class ExecutionService:
             )
 
     async def _record_abandoned(self, tenant_id: str, conversation_id: str, exc: EngineError) -> None:
-        """An error event in the conversation's history for a turn that was abandoned unwritten, so the
-        history says why the message got no reply; a store that cannot take it does not hide ``exc``."""
-        event = {
-            "type": "error",
-            "ts": time.time(),
-            "tenant_id": tenant_id,
-            "conversation_id": conversation_id,
-            "data": {"kind": exc.code, "message": exc.message},
-        }
+        """An error event in the history of a conversation whose turn was abandoned unwritten, so the
+        history says why the message got no reply: committed with the stored context as it was (loaded
+        again; the turn's copy is the abandoned one). A store that cannot take it does not hide ``exc``."""
+        timeout = self.settings.context_lock_timeout_ms / 1000
         try:
-            await self.store.record_events([event])
-        except EngineError:
-            log.warning("could not record the abandoned turn of %s: %s", conversation_id, exc.code)
+            async with self.store.begin_turn(tenant_id, conversation_id, None, timeout) as start:
+                conversation = start.conversation
+                if conversation is None:
+                    return  # the conversation's first turn: there is no history to add to
+                context = conversation.context
+                event = {
+                    "type": "error",
+                    "ts": time.time(),
+                    "tenant_id": tenant_id,
+                    "conversation_id": conversation_id,
+                    "flow_id": context.get("flow_id"),
+                    "flow_version": context.get("flow_version"),
+                    "state": context.get("current_state"),
+                    "run": (context.get("run") or {}).get("id"),
+                    "data": {"kind": exc.code, "message": exc.message},
+                }
+                await start.commit(
+                    TurnWrite(tenant_id, conversation_id, conversation.version, context, [event])
+                )
+        except EngineError as failure:
+            log.warning("could not record the abandoned turn of %s: %s", conversation_id, failure.code)
 
     def _check_input(self, tenant_id: str, conversation_id: str, message: InboundMessage) -> None:
         if not tenant_id or not conversation_id:
