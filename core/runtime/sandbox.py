@@ -42,6 +42,7 @@ MAX_EXPONENT = 64
 MAX_INDENT_TEXT = 100  # an indent given as text ("--> ")
 LOOP_BUDGET = "_loop_budget"  # the global every for-loop's iterable is passed through (see ``bound_loops``)
 
+_SCALARS = frozenset({int, float, bool, type(None)})
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 # A width or precision of five digits or more in a %-format or str.format spec ("%99999999s", "{:>99999999}"),
 # or one given as an argument ("%*s", "{:>{width}}"), which no chat text needs.
@@ -57,19 +58,31 @@ def finalize(value: Any) -> Any:
 
 
 def size_of(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
-    """Characters and items in ``value`` (walked, not printed), counting at most up to past ``limit``."""
+    """Characters and items in ``value`` (walked, not printed), counting at most up to past ``limit``: a
+    container counts its length before its items are looked at, so an oversized one costs nothing."""
     total, pending = 0, [value]
     while pending and total <= limit:
         item = pending.pop()
         total += 1
         if isinstance(item, str | bytes):
             total += len(item)
-        elif isinstance(item, Mapping):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            pending.extend(item)
+        elif isinstance(item, Mapping | list | tuple | set | frozenset):
+            total += len(item)
+            if total <= limit:
+                pending.extend(_nested(item.items() if isinstance(item, Mapping) else item))
     return total
+
+
+def _nested(items: Iterable[Any]) -> Iterator[Any]:
+    """What in ``items`` has a size of its own (a dict's items are key and value)."""
+    for item in items:
+        kind = type(item)
+        if kind in _SCALARS:  # the common case first: the exact type test is what keeps a walk cheap
+            continue
+        if kind is tuple and len(item) == 2:  # a dict item, or a pair: both sides count
+            yield from item
+        elif isinstance(item, str | bytes | Mapping | list | tuple | set | frozenset):
+            yield item
 
 
 def check_size(value: Any) -> Any:
@@ -229,8 +242,11 @@ class BoundedSandbox(SandboxedEnvironment):
                 raise SecurityError(f"power of more than {MAX_INT_BITS} bits")
         elif operator_ == "%":
             _check_format(left)
-        elif operator_ == "+" and size_of(left) + size_of(right) > MAX_VALUE_CHARS:
-            raise SecurityError(f"a value is larger than the limit of {MAX_VALUE_CHARS} characters")
+        elif operator_ == "+" and isinstance(left, str | list | tuple):
+            # checked before it is built, so the result need not be walked again
+            if size_of(right, MAX_VALUE_CHARS - size_of(left)) + size_of(left) > MAX_VALUE_CHARS:
+                raise SecurityError(f"a value is larger than the limit of {MAX_VALUE_CHARS} characters")
+            return super().call_binop(context, operator_, left, right)
         return check_size(super().call_binop(context, operator_, left, right))
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
