@@ -51,3 +51,21 @@ def test_states_over_the_limit_are_refused_before_anything_else_is_checked() -> 
     assert [(p.pointer, p.code) for p in result.problems] == [
         ("/states/s0/transitions", "too-many-transitions")
     ]
+
+
+async def test_the_engines_settings_decide_the_flow_limits(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path / "engine.db", MCP_MAX_TRANSITIONS=1)
+    try:
+        document = flow("a", {"a": end("x"), "b": end("y")})
+        document["states"]["a"] = {
+            "type": "condition",
+            "config": {},
+            "transitions": [
+                {"condition": "expression", "expression": "true", "target_state": "b", "priority": n}
+                for n in (1, 2)
+            ],
+        }
+        result = await engine.catalogue.validate("t1", document)
+        assert [p.code for p in result.problems] == ["too-many-transitions"]
+    finally:
+        await engine.close()

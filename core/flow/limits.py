@@ -13,9 +13,12 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_engine.flow.problems import Problem, pointer
+
+if TYPE_CHECKING:
+    from mcp_engine.config import EngineSettings
 
 MAX_WARNINGS_PER_CODE = 20
 MAX_YAML_VALUES = 200_000  # values a YAML document may expand to through its aliases
@@ -29,15 +32,18 @@ class FlowLimits:
     max_yaml_aliases: int = 1_000
 
 
-@functools.cache
-def flow_limits() -> FlowLimits:
-    """The operator's limits (``mcp_engine.config``), read once per process."""
-    from mcp_engine.config import EngineSettings  # config reads the environment: not at import time
-
-    settings = EngineSettings()
+def limits_of(settings: EngineSettings) -> FlowLimits:
     return FlowLimits(
         settings.max_flow_bytes, settings.max_states, settings.max_transitions, settings.max_yaml_aliases
     )
+
+
+@functools.cache
+def flow_limits() -> FlowLimits:
+    """The operator's limits (``mcp_engine.config``, from the environment), read once per process."""
+    from mcp_engine.config import EngineSettings  # config reads the environment: not at import time
+
+    return limits_of(EngineSettings())
 
 
 def size_problems(data: Any, limits: FlowLimits) -> list[Problem]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from mcp_engine.contract import Services
 from mcp_engine.errors import FlowNotFound, InvalidInput, PluginNotEnabled
+from mcp_engine.flow.limits import FlowLimits
 from mcp_engine.flow.loader import Source
 from mcp_engine.flow.validate import ValidationResult, validate_data
 from mcp_engine.registry import Registry, enables, named
@@ -51,6 +52,7 @@ class FlowCatalogue:
         size: int,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int | None = None,
+        limits: FlowLimits | None = None,
     ) -> None:
         self.store, self.registry, self.backend, self.services, self.size = (
             store,
@@ -61,6 +63,7 @@ class FlowCatalogue:
         )
         self._clock = clock
         self.max_bytes = max_bytes  # None: bounded by count only
+        self.limits = limits  # None: the operator's, from the environment
         self._bytes = 0
         self._flows: OrderedDict[Key, CompiledFlow] = OrderedDict()
         self._compiling: dict[Key, asyncio.Lock] = {}
@@ -128,7 +131,7 @@ class FlowCatalogue:
 
     async def validate(self, tenant_id: str, document: Any, source: Source | None = None) -> ValidationResult:
         """Every problem of ``document`` as ``tenant_id`` would get them on upload; nothing is stored."""
-        return validate_data(document, await self.view(tenant_id), source)
+        return validate_data(document, await self.view(tenant_id), source, self.limits)
 
     async def create(
         self, tenant_id: str, document: dict[str, Any]
@@ -158,7 +161,9 @@ class FlowCatalogue:
         ``source`` (the parsed file) gives the problems their lines."""
         tenant_id = document.get("tenant_id") if isinstance(document, dict) else None
         if not isinstance(tenant_id, str):  # the document is invalid: say how
-            tenant_id = validate_data(document, self.registry, source).raise_for_errors().tenant_id
+            tenant_id = (
+                validate_data(document, self.registry, source, self.limits).raise_for_errors().tenant_id
+            )
         result = await self.validate(tenant_id, document, source)
         flow = result.raise_for_errors()
         await self.store.save_flow_version(tenant_id, document)
@@ -257,7 +262,7 @@ class FlowCatalogue:
             document = stored.document
         if document is None:
             raise FlowNotFound(f"flow '{flow_id}' version {version} not found", {"flow_id": flow_id})
-        return _named(validate_data(document, self.registry), version)
+        return _named(validate_data(document, self.registry, limits=self.limits), version)
 
     def _add(self, key: Key, compiled: CompiledFlow) -> None:
         """Cache ``compiled``, evicting the least recently used over the count or the bytes (never the

@@ -26,6 +26,7 @@ from mcp_engine.errors import (
 )
 from mcp_engine.experiments.allocation import EXPOSURE, Assignment, mark_turn
 from mcp_engine.experiments.service import ExperimentService
+from mcp_engine.flow.limits import limits_of
 from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
@@ -87,6 +88,7 @@ class ExecutionService:
             self.services,
             self.settings.compiled_flow_cache,
             max_bytes=self.settings.compiled_flow_cache_mb * 1024 * 1024,
+            limits=limits_of(self.settings),
         )
         self.sinks = SinkFanout(
             self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
