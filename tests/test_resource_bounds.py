@@ -69,3 +69,30 @@ async def test_the_engines_settings_decide_the_flow_limits(tmp_path: Path) -> No
         assert [p.code for p in result.problems] == ["too-many-transitions"]
     finally:
         await engine.close()
+
+
+async def test_a_turn_over_the_context_limit_writes_nothing_but_an_error_event(tmp_path: Path) -> None:
+    from mcp_engine.errors import ContextTooLarge
+    from tests.turnkit import msg, on, wait
+
+    engine = await open_engine(tmp_path / "engine.db", MCP_MAX_CONTEXT_BYTES=20_000)
+    try:
+        keep = [{"type": "set_variable", "name": f"v{i}", "expression": "event.text"} for i in range(10)]
+        document = flow(
+            "w", {"w": wait(on("any_input", "w", actions=keep))}, settings={"max_message_chars": 5_000}
+        )
+        await engine.catalogue.publish_document(document, make_default=True)
+        await talk(engine, "c", "small")
+        before = await engine.store.load("t1", "c")
+        history = await engine.store.history("t1", "c", limit=100)
+        with pytest.raises(ContextTooLarge):
+            await engine.process_message("t1", "c", msg("x" * 4_000))
+        after = await engine.store.load("t1", "c")
+        assert before is not None
+        assert after is not None
+        assert (after.version, after.context) == (before.version, before.context)
+        assert await engine.store.history("t1", "c", limit=100) == history
+        [event] = await engine.store.events("t1", "error")
+        assert event["data"]["kind"] == "context_too_large"
+    finally:
+        await engine.close()

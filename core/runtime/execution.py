@@ -35,7 +35,7 @@ from mcp_engine.runtime.context import flat_updates, new_context, run_flow, star
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
-from mcp_engine.runtime.turnscope import turn_budget
+from mcp_engine.runtime.turnscope import TurnOverrun, turn_budget
 from mcp_engine.store.base import Conversation, Store, Timer, TurnWrite
 
 if TYPE_CHECKING:
@@ -186,30 +186,18 @@ class ExecutionService:
             )
 
     async def _record_abandoned(self, tenant_id: str, conversation_id: str, exc: EngineError) -> None:
-        """An error event in the history of a conversation whose turn was abandoned unwritten, so the
-        history says why the message got no reply: committed with the stored context as it was (loaded
-        again; the turn's copy is the abandoned one). A store that cannot take it does not hide ``exc``."""
-        timeout = self.settings.context_lock_timeout_ms / 1000
+        """An ``error`` event (analytics, ``Store.record_events``) for a turn abandoned unwritten: the
+        conversation itself (context, version, history) is left exactly as it was. A store that cannot
+        take the event does not hide ``exc``."""
+        event = {
+            "type": "error",
+            "ts": time.time(),
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "data": {"kind": exc.code, "message": exc.message},
+        }
         try:
-            async with self.store.begin_turn(tenant_id, conversation_id, None, timeout) as start:
-                conversation = start.conversation
-                if conversation is None:
-                    return  # the conversation's first turn: there is no history to add to
-                context = conversation.context
-                event = {
-                    "type": "error",
-                    "ts": time.time(),
-                    "tenant_id": tenant_id,
-                    "conversation_id": conversation_id,
-                    "flow_id": context.get("flow_id"),
-                    "flow_version": context.get("flow_version"),
-                    "state": context.get("current_state"),
-                    "run": (context.get("run") or {}).get("id"),
-                    "data": {"kind": exc.code, "message": exc.message},
-                }
-                await start.commit(
-                    TurnWrite(tenant_id, conversation_id, conversation.version, context, [event])
-                )
+            await self.store.record_events([event])
         except EngineError as failure:
             log.warning("could not record the abandoned turn of %s: %s", conversation_id, failure.code)
 
@@ -299,7 +287,7 @@ class ExecutionService:
                     if new_run:
                         await turn.start_run()
                     await turn.deliver()
-        except TimeoutError as exc:
+        except (TimeoutError, TurnOverrun) as exc:
             raise DeadlineExceeded(
                 f"the turn did not finish within {deadline_s * 1000:.0f} ms and was abandoned"
             ) from exc

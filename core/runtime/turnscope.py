@@ -5,7 +5,7 @@ rendering templates, matching patterns, following transitions) runs to its end h
 every other conversation of the process waits with it. So the turn's deadline (``STATE_EXECUTION_TIMEOUT_MS``,
 or a caller's earlier one) is also kept here, in a context variable of the turn's task, and ``check()`` is
 called at the points where such work loops; past the deadline it raises ``TurnOverrun``, which the turn
-reports as ``deadline_exceeded`` without writing anything (the stored context stays the previous one).
+reports as ``DeadlineExceeded`` without writing anything (the stored context stays the previous one).
 
 A check costs a context-variable read and a clock read (about 0.1 µs); outside a turn it never raises.
 """
@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from mcp_engine.errors import DeadlineExceeded
-
 _deadline: ContextVar[float | None] = ContextVar("mcp_engine_turn_deadline", default=None)
 
 
-class TurnOverrun(DeadlineExceeded):
-    """The turn ran past its deadline while it held the event loop."""
+class TurnOverrun(Exception):
+    """The turn ran past its deadline while it held the event loop; ``ExecutionService`` turns it into
+    ``DeadlineExceeded``. Code that catches every exception lets this one through (``except TurnOverrun:
+    raise``); one that does not is caught at the next check, which raises again."""
 
 
 @contextmanager
