@@ -27,6 +27,25 @@ class EngineSettings(BaseSettings):
     event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
     timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")
     compiled_flow_cache: int = Field(2_000, ge=1, alias="MCP_COMPILED_FLOW_CACHE")
+    compiled_flow_cache_mb: int = Field(
+        512,
+        ge=1,
+        alias="MCP_COMPILED_FLOW_CACHE_MB",
+        description="Estimated size bound of the compiled flows",
+    )
+    max_context_bytes: int = Field(
+        1024 * 1024, ge=1024, alias="MCP_MAX_CONTEXT_BYTES", description="A conversation's context, as JSON"
+    )
+    max_flow_bytes: int = Field(
+        1024 * 1024, ge=1024, alias="MCP_MAX_FLOW_BYTES", description="A flow document, as JSON or YAML"
+    )
+    max_states: int = Field(2_000, ge=1, alias="MCP_MAX_STATES", description="States in one flow")
+    max_transitions: int = Field(
+        256, ge=1, alias="MCP_MAX_TRANSITIONS", description="Transitions of one state"
+    )
+    max_yaml_aliases: int = Field(
+        1_000, ge=0, alias="MCP_MAX_YAML_ALIASES", description="Alias uses in one YAML document"
+    )
     auth: Literal["on", "off"] | None = Field(
         None, alias="MCP_AUTH", description="Unset: on with POSTGRES_URI, off on the embedded default"
     )

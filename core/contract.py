@@ -30,6 +30,7 @@ from mcp_engine.flow.models import (
     Transition,
 )
 from mcp_engine.hookspecs import hookimpl
+from mcp_engine.regexes import PatternError, Regex, compile_regex
 
 if TYPE_CHECKING:
     import aiohttp
@@ -356,7 +357,10 @@ class Found:
 class Template(Protocol):
     """A template compiled once per flow version."""
 
-    def render(self, namespace: Mapping[str, Any]) -> str: ...
+    def render(self, namespace: Mapping[str, Any], errors: list[str] | None = None) -> str:
+        """The text (never raises); a render that failed gives its literal text and, with ``errors``,
+        appends why to it."""
+        ...
 
 
 class FlowAssets(Protocol):
@@ -557,7 +561,9 @@ __all__ = [
     "IntentClassifier",
     "IntentScore",
     "OutboundMessage",
+    "PatternError",
     "Reference",
+    "Regex",
     "RetryPolicy",
     "RuleContext",
     "RuleKind",
@@ -565,5 +571,6 @@ __all__ = [
     "StateType",
     "Template",
     "TurnView",
+    "compile_regex",
     "hookimpl",
 ]

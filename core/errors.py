@@ -132,6 +132,14 @@ class DeadlineExceeded(EngineError):
     grpc_status = "DEADLINE_EXCEEDED"
 
 
+class ContextTooLarge(EngineError):
+    """A turn would leave the conversation's context over ``MCP_MAX_CONTEXT_BYTES``; it was not saved."""
+
+    code = "context_too_large"
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
 class ConcurrentUpdate(EngineError):
     """A compare-and-set failed: the conversation changed since it was loaded."""
 

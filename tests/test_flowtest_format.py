@@ -81,7 +81,7 @@ cases:
         ("/cases/0/turns/0", 4): "a turn sends exactly one of user, event, timeout (got user, timeout)",
         ("/cases/1/turns/0", 7): "a turn sends exactly one of user, event, timeout (got none)",
         ("/cases/2/turns/0/messages/0/text", 11): (
-            "not a regular expression: missing ), unterminated subpattern at position 0, got '(unclosed'"
+            "bad regular expression '(unclosed': missing ): (unclosed"
         ),
         ("/cases/3/name", 12): "missing required field 'name'",
     }

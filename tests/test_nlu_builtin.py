@@ -96,4 +96,7 @@ async def test_scorer_is_configurable() -> None:
 
 def test_bad_pattern_is_reported_with_its_intent() -> None:
     with pytest.raises(ValueError, match="intent 'broken'"):
-        BuiltinClassifier({"broken": Intent(patterns=["(unclosed"])}, None, EngineServices(env={}))
+        # model_construct: the flow model refuses the pattern already; the classifier must too
+        BuiltinClassifier(
+            {"broken": Intent.model_construct(patterns=["(unclosed"])}, None, EngineServices(env={})
+        )

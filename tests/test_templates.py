@@ -125,3 +125,59 @@ def test_ordinary_formatting_still_works(engine: TemplateEngine) -> None:
     text += "{{ 'ok'|center(6) }}"
     assert render(engine, text) == "1,234,567  12.3% 1024 ---  ok  "
     assert render(engine, "{% for i in variables['items'] %}{{ loop.index }}{{ i }} {% endfor %}") == "1a 2b "
+
+
+GROWING = "{% set ns = namespace(s='ab', l=[1], x=3, d={}) %}"
+
+
+@pytest.mark.parametrize(
+    ("attack", "why"),
+    [
+        ("{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "characters"),
+        ("{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "characters"),
+        ("{% for i in range(40) %}{% set ns.s = ns.s|replace('a', 'aa') %}{% endfor %}", "replace"),
+        ("{% for i in range(40) %}{% set ns.s = ns.s.replace('a', 'aaaa') %}{% endfor %}", "replace"),
+        ("{% for i in range(40) %}{{ ns.l.extend(ns.l) }}{% endfor %}", "items"),
+        ("{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}", "characters"),
+        ("{{ range(1000)|join('x' * 9000) }}", "join"),
+        ("{{ ('x' * 9000).join(range(1000)) }}", "join"),
+        ("{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}", "bits"),
+        ("{% for i in range(40) %}{% set ns.x = ns.x ** 2 %}{% endfor %}", "bits"),
+        ("{% for i in range(200) %}{{ ns.d.update({i: 'x' * 9000}) }}{% endfor %}", "items"),
+        ("{{ 'a'|indent('x' * 1000) }}", "indent"),
+    ],
+)
+def test_growing_intermediate_values_is_a_template_error(
+    engine: TemplateEngine, attack: str, why: str
+) -> None:
+    """Issue 17: what a template builds is bounded, not only what it prints; the failure is reported."""
+    errors: list[str] = []
+    assert (
+        engine.compile("before " + GROWING + attack + " after").render(NAMESPACE, errors) == "before  after"
+    )
+    assert len(errors) == 1
+    assert why in errors[0]
+
+
+def test_a_loop_over_long_user_text_is_cut_by_the_render_time_bound(engine: TemplateEngine) -> None:
+    errors: list[str] = []
+    text = "{% for a in event.text %}{% for b in event.text %}{% endfor %}{% endfor %}done"
+    assert engine.compile(text).render({"event": {"text": "x" * 50_000}}, errors) == "done"
+    assert errors == ["TimeoutError: rendering took longer than 100 ms"]
+
+
+def test_values_within_the_bounds_are_built(engine: TemplateEngine) -> None:
+    text = (
+        GROWING + "{% for i in range(10) %}{% set ns.s = ns.s ~ ns.s %}{% set ns.x = ns.x * 3 %}{% endfor %}"
+    )
+    errors: list[str] = []
+    assert engine.compile(text + "{{ ns.s|length }} {{ ns.x }}").render(NAMESPACE, errors) == f"2048 {3**11}"
+    assert errors == []
+
+
+def test_a_render_past_the_turns_deadline_stops_the_turn(engine: TemplateEngine) -> None:
+    """Inside a turn whose time is up, a template does not fall back: the turn itself stops."""
+    from mcp_engine.runtime.turnscope import TurnOverrun, turn_budget
+
+    with turn_budget(time.monotonic() - 1), pytest.raises(TurnOverrun):
+        render(engine, "{% for i in range(3) %}{{ i }}{% endfor %}")

@@ -13,14 +13,11 @@ a scalar, where ``str(null)`` is ``""`` (as templates render a missing value) an
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
-
-import regex
 
 from mcp_engine.expressions.nodes import (
     Arith,
@@ -37,12 +34,13 @@ from mcp_engine.expressions.nodes import (
     Not,
     path_of,
 )
+from mcp_engine.regexes import Regex, cached_regex
+from mcp_engine.runtime import turnscope
 
 Compiled = Callable[[Mapping[str, Any]], Any]
 
 MAX_INT: Final = 2**63
 MAX_SIZE: Final = 100_000  # longest string or list an operator may build
-REGEX_TIMEOUT_S: Final = 0.05  # longest a `matches` may search
 _INT_TEXT: Final = re.compile(r"\s*[+-]?[0-9]{1,30}\s*")
 _FLOAT_TEXT: Final = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 logger = logging.getLogger(__name__)
@@ -56,6 +54,8 @@ def compile_expression(node: Node) -> Compiled:
     def guarded(namespace: Mapping[str, Any]) -> Any:
         try:
             return inner(namespace)
+        except turnscope.TurnOverrun:
+            raise
         except Exception:
             logger.warning("expression at column %d failed unexpectedly", node.col, exc_info=True)
             return None
@@ -120,8 +120,8 @@ def _compile(node: Node) -> Compiled:
             arith, lhs, rhs = _ARITH[op], _compile(left), _compile(right)
             return lambda ns: arith(lhs(ns), rhs(ns))
         case Compare(op="matches", left=left, right=Const(value=str(pattern))):
-            regex, lhs = _regex(pattern), _compile(left)
-            return lambda ns: _search(regex, lhs(ns))
+            compiled, lhs = cached_regex(pattern), _compile(left)
+            return lambda ns: _search(compiled, lhs(ns))
         case Compare(op=op, left=left, right=right):
             compare, lhs, rhs = _COMPARE[op], _compile(left), _compile(right)
             return lambda ns: compare(lhs(ns), rhs(ns))
@@ -193,26 +193,17 @@ def _not_contains(item: Any, container: Any) -> bool:
     return isinstance(container, list | tuple | str | Mapping) and not _contains(item, container)
 
 
-@functools.lru_cache(maxsize=512)
-def _regex(pattern: str) -> regex.Pattern[str] | None:
-    try:
-        return regex.compile(pattern)
-    except Exception:  # any pattern the engine rejects (regex.error, OverflowError, ...) never matches
-        return None
-
-
-def _search(compiled: regex.Pattern[str] | None, text: Any) -> bool:
-    """A search bounded by ``REGEX_TIMEOUT_S``: a flow's catastrophic pattern cannot stall a turn."""
+def _search(compiled: Regex | None, text: Any) -> bool:
+    """RE2 searches in linear time (``mcp_engine.regexes``); the turn's budget is checked before each one,
+    so an expression of many ``matches`` still ends when the turn's time is up."""
     if compiled is None or not isinstance(text, str):
         return False
-    try:
-        return compiled.search(text, timeout=REGEX_TIMEOUT_S) is not None
-    except TimeoutError:
-        return False
+    turnscope.check()
+    return compiled.search(text) is not None
 
 
 def _matches(text: Any, pattern: Any) -> bool:
-    return isinstance(pattern, str) and _search(_regex(pattern), text)
+    return isinstance(pattern, str) and _search(cached_regex(pattern), text)
 
 
 _COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {

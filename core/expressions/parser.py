@@ -18,8 +18,6 @@ import warnings
 from bisect import bisect_left
 from typing import Final, Literal
 
-import regex
-
 from mcp_engine.expressions.nodes import (
     FUNCTIONS,
     ROOT_NAMES,
@@ -40,6 +38,7 @@ from mcp_engine.expressions.nodes import (
     Scalar,
     path_of,
 )
+from mcp_engine.regexes import PatternError, compile_regex
 
 MAX_LENGTH: Final = 10_000
 MAX_DEPTH: Final = 50
@@ -317,8 +316,9 @@ def _op_text(op: ast.operator) -> str:
 
 
 def _check_pattern(pattern: str, col: int) -> None:
-    """A constant ``matches`` pattern is compiled now: a bad one is a validation error, not a silent miss."""
+    """A constant ``matches`` pattern is compiled now: a bad one (or one the linear-time engine cannot
+    run) is a validation error, not a silent miss."""
     try:
-        regex.compile(pattern)
-    except Exception as exc:  # regex.error, and anything else the regex engine raises on odd input
-        raise ExpressionError(f"bad regular expression {pattern!r}: {exc}", col) from exc
+        compile_regex(pattern)
+    except PatternError as exc:
+        raise ExpressionError(str(exc), col) from exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 from mcp_engine.expressions.nodes import Compare, Const, Node, path_of
@@ -18,6 +17,7 @@ from mcp_engine.flow.problems import Problem, pointer
 from mcp_engine.registry import Registry
 
 Path = tuple[str | int, ...]
+CONFLICT_WINDOW = 32  # earlier transitions of the same priority each one is compared with
 
 
 @dataclass
@@ -191,14 +191,30 @@ def _strongly_connected(nodes: set[str], edges: dict[str, list[str]]) -> Iterato
 
 
 def _priority_conflicts(graph: FlowGraph) -> Iterator[Problem]:
+    """Per transition, the first earlier one of its priority that can hold with it. Near-linear: each is
+    compared with at most ``CONFLICT_WINDOW`` earlier transitions of its priority (all of them in any
+    ordinary state), and a larger group of one priority is itself a warning."""
     for name, state in graph.flow.states.items():
-        for (i, a), (j, b) in combinations(enumerate(state.transitions), 2):
-            if a.priority == b.priority and not _exclusive(graph, name, i, j):
+        groups: dict[int, list[int]] = {}
+        for j, transition in enumerate(state.transitions):
+            group = groups.setdefault(transition.priority, [])
+            i = next((i for i in group[-CONFLICT_WINDOW:] if not _exclusive(graph, name, i, j)), None)
+            group.append(j)
+            if i is not None:
                 yield Problem(
                     "warning",
                     pointer("states", name, "transitions", j, "priority"),
-                    f"transitions {i} and {j} both have priority {a.priority} and can both hold; "
+                    f"transitions {i} and {j} both have priority {transition.priority} and can both hold; "
                     f"{i} always wins - give them different priorities",
+                    "priority-conflict",
+                )
+        for priority, group in groups.items():
+            if len(group) > CONFLICT_WINDOW:
+                yield Problem(
+                    "warning",
+                    pointer("states", name, "transitions"),
+                    f"{len(group)} transitions share priority {priority}: each was checked against the "
+                    f"{CONFLICT_WINDOW} before it only - give them different priorities",
                     "priority-conflict",
                 )
 

@@ -2,6 +2,12 @@
 
 Values come from the strict parsers (json / yaml.safe_load); line numbers come from PyYAML's node
 tree (JSON is YAML), built only when there is a problem to locate.
+
+Every reader (``mcp-engine validate``, ``serve --flows``, ``chat``, flow tests, REST bodies through
+``parse_document``) comes through ``parse_text``, which bounds what a document may cost to read: its size
+in bytes (``MCP_MAX_FLOW_BYTES``) and, for YAML, its aliases: how many (``MCP_MAX_YAML_ALIASES``) and how
+many values they expand to (``MAX_YAML_VALUES``), checked on the node graph before any value is built. A
+"billion laughs" of 456 bytes took 57 s and 4.5 GB before (issue 17); now it is a problem with its line.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from typing import Any, Literal
 
 import yaml
 
+from mcp_engine.errors import FlowValidationError, InvalidInput
+from mcp_engine.flow.limits import MAX_YAML_VALUES, FlowLimits, flow_limits
 from mcp_engine.flow.problems import Problem
 
 Format = Literal["json", "yaml"]
-MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 FLOW_SUFFIXES = (".json", ".yaml", ".yml")
 TEST_SUFFIXES = (".test.json", ".test.yaml", ".test.yml")  # flow test files (mcp_engine.flowtest)
 
@@ -77,14 +84,52 @@ def detect_format(name: str | None, text: str) -> Format:
     return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
+class DocumentTooLarge(InvalidInput):
+    """A document over ``MCP_MAX_FLOW_BYTES``."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class _Refused(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def parse_document(data: bytes | str, *, source: str) -> Any:
+    """The value of a JSON or YAML document (JSON when it starts with ``{`` or ``[``, or ``source`` ends
+    in .json; YAML when it ends in .yaml/.yml), within the limits; ``DocumentTooLarge`` (413) over the
+    bytes, ``FlowValidationError`` (422, the problem with its line) when it does not parse or its aliases
+    expand too far. ``source`` names the document in messages (a file name, "request body")."""
+    limits = flow_limits()
+    size = len(data) if isinstance(data, bytes) else len(data.encode())
+    if size > limits.max_flow_bytes:
+        raise DocumentTooLarge(_too_large(size, limits).message, {"limit": limits.max_flow_bytes})
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise FlowValidationError([_not_utf8(exc)], source) from None
+    parsed, problem = parse_text(data, source, limits=limits)
+    if parsed is None:
+        raise FlowValidationError([problem] if problem else [], source)
+    return parsed.data
+
+
 def parse_text(
     text: str,
     name: str | None = None,
     fmt: Format | None = None,
     loader: type[yaml.SafeLoader] = yaml.SafeLoader,
+    limits: FlowLimits | None = None,
 ) -> tuple[Source | None, Problem | None]:
-    """Parse ``text``; on a syntax error return the problem with its line and column. ``loader``: a
-    ``SafeLoader`` subclass (flow tests read YAML 1.2 booleans, so ``user: no`` is text)."""
+    """Parse ``text``; on a syntax error (or a limit hit) return the problem with its line and column.
+    ``loader``: a ``SafeLoader`` subclass (flow tests read YAML 1.2 booleans, so ``user: no`` is text)."""
+    limits = limits or flow_limits()
+    size = len(text.encode())
+    if size > limits.max_flow_bytes:
+        return None, _too_large(size, limits)
     fmt = fmt or detect_format(name, text)
     if fmt == "json":
         try:
@@ -94,7 +139,9 @@ def parse_text(
                 "error", "", f"not valid JSON: {exc.msg}", "json-syntax", exc.lineno, exc.colno
             )
     try:
-        return Source(yaml.load(text, Loader=loader), name, text), None
+        return Source(_load_yaml(text, loader, limits), name, text), None
+    except _Refused as refused:
+        return None, refused.problem
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
@@ -103,22 +150,84 @@ def parse_text(
         return None, Problem("error", "", f"not valid YAML: {reason}", "yaml-syntax", line, column)
 
 
+def _load_yaml(text: str, loader_class: type[yaml.SafeLoader], limits: FlowLimits) -> Any:
+    """``yaml.load`` in its two steps: compose the node graph, check its aliases, then build the values."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node, limits)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_aliases(root: yaml.Node, limits: FlowLimits) -> None:
+    """``_Refused`` when the document uses more aliases than allowed, expands to more than
+    ``MAX_YAML_VALUES`` values, or refers to itself. One pass over the distinct nodes (each node's
+    expanded size is computed once), so the check itself cannot blow up."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    aliases = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        line = node.start_mark.line + 1
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_YAML_VALUES:
+                message = f"its aliases expand to more than {MAX_YAML_VALUES} values"
+                raise _Refused(Problem("error", "", message, "yaml-aliases", line))
+        elif key in sizes:
+            aliases += 1
+            if aliases > limits.max_yaml_aliases:
+                message = f"more than {limits.max_yaml_aliases} aliases (MCP_MAX_YAML_ALIASES)"
+                raise _Refused(Problem("error", "", message, "yaml-aliases", line))
+        elif key in visiting:
+            raise _Refused(Problem("error", "", "an alias refers to its own anchor", "yaml-aliases", line))
+        else:
+            visiting.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+
+
+def _too_large(size: int, limits: FlowLimits) -> Problem:
+    message = f"{size} bytes, over the limit of {limits.max_flow_bytes} (MCP_MAX_FLOW_BYTES)"
+    return Problem("error", "", message, "too-large")
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> Problem:
+    return Problem("error", "", f"not UTF-8 text (byte {exc.start})", "encoding")
+
+
 def read_file(
     path: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader
 ) -> tuple[Source | None, Problem | None]:
     """Read and parse a flow file; unreadable, oversized or non-UTF-8 files are problems, not exceptions."""
     path = Path(path)
+    limits = flow_limits()
     try:
+        if path.stat().st_size > limits.max_flow_bytes:
+            return None, _too_large(path.stat().st_size, limits)
         raw = path.read_bytes()
     except OSError as exc:
         return None, Problem("error", "", f"cannot read file: {exc.strerror or exc}", "unreadable")
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        return None, Problem("error", "", f"file is larger than {MAX_DOCUMENT_BYTES} bytes", "too-large")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, Problem("error", "", f"not UTF-8 text (byte {exc.start})", "encoding")
-    return parse_text(text, str(path), loader=loader)
+        return None, _not_utf8(exc)
+    return parse_text(text, str(path), loader=loader, limits=limits)
 
 
 def is_test_file(path: Path) -> bool:

@@ -6,15 +6,26 @@ registered plugin's ``Config`` by the validator, so third-party kinds validate l
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from mcp_engine.regexes import compile_regex
 
 FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SEMVER_PATTERN = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
 ERROR_KINDS = ("timeout", "http_4xx", "http_5xx", "network", "mapping")
 RetryableError = Literal["timeout", "http_5xx", "network"]
+
+
+def _linear_pattern(pattern: str) -> str:
+    """A pattern RE2 can run; its ``PatternError`` (a ValueError) says why not, at the pattern's pointer."""
+    compile_regex(pattern)
+    return pattern
+
+
+Pattern = Annotated[str, AfterValidator(_linear_pattern)]
 
 
 class Strict(BaseModel):
@@ -51,7 +62,9 @@ class State(Strict):
 
 class Intent(Strict):
     examples: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list, description="Regular expressions (confidence 1.0)")
+    patterns: list[Pattern] = Field(
+        default_factory=list, description="Regular expressions, RE2 syntax (confidence 1.0)"
+    )
 
 
 class RetryPolicy(Strict):

@@ -18,6 +18,7 @@ from mcp_engine.errors import FlowValidationError
 from mcp_engine.flow.analysis import FlowGraph, analyse, analyse_despite_errors
 from mcp_engine.flow.checks import ReferenceChecker, pydantic_problems
 from mcp_engine.flow.gc_pause import paused_gc
+from mcp_engine.flow.limits import FlowLimits, cap_warnings, flow_limits, size_problems
 from mcp_engine.flow.loader import Source, parse_text, read_file
 from mcp_engine.flow.models import Flow, State
 from mcp_engine.flow.numbers import nonfinite_problems
@@ -58,15 +59,21 @@ class ValidationResult:
 
 
 def validate_data(
-    data: Any, registry: Registry | None = None, source: Source | None = None
+    data: Any,
+    registry: Registry | None = None,
+    source: Source | None = None,
+    limits: FlowLimits | None = None,
 ) -> ValidationResult:
-    """Validate a parsed document (a dict from JSON/YAML)."""
+    """Validate a parsed document (a dict from JSON/YAML); ``limits``: the operator's by default."""
     with paused_gc():
-        return _validate(data, registry or default_registry(), source)
+        return _validate(data, registry or default_registry(), source, limits or flow_limits())
 
 
-def _validate(data: Any, registry: Registry, source: Source | None) -> ValidationResult:
+def _validate(data: Any, registry: Registry, source: Source | None, limits: FlowLimits) -> ValidationResult:
     result = ValidationResult(source=source.name if source else None)
+    result.problems = size_problems(data, limits)
+    if result.problems:  # over a limit: nothing else is looked at, so the refusal costs next to nothing
+        return _located(result, source)
     result.problems.extend(nonfinite_problems(data))
     flow, partial = _schema_pass(data, result.problems)
     if flow is not None:
@@ -80,6 +87,12 @@ def _validate(data: Any, registry: Registry, source: Source | None) -> Validatio
                 configured = FlowGraph(flow, registry, checker.expressions, checker.named_states())
                 result.problems.extend(analyse(configured))
         _more_checks(result, flow, registry, checker, data["states"])
+    result.problems = cap_warnings(result.problems)
+    return _located(result, source)
+
+
+def _located(result: ValidationResult, source: Source | None) -> ValidationResult:
+    """The problems with their lines, errors first."""
     if source is not None:
         result.problems = [
             p if p.line is not None else p.with_line(source.line_of(p.pointer)) for p in result.problems

@@ -10,7 +10,6 @@ Unknown fields are errors, so a misspelt expectation cannot pass silently.
 
 from __future__ import annotations
 
-import re
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from mcp_engine.flow.models import FLOW_ID_PATTERN
 from mcp_engine.flow.schema import SCHEMA_DIALECT
+from mcp_engine.regexes import cached_regex, compile_regex
 
 MAX_CASES = 500
 MAX_TURNS = 200
@@ -73,10 +73,7 @@ class MessageExpectation(Strict):
     @field_validator("text")
     @classmethod
     def _is_a_regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
+        compile_regex(value)  # PatternError (a ValueError): not a pattern the linear-time engine runs
         return value
 
     def matches(self, message: dict[str, Any]) -> bool:
@@ -85,7 +82,8 @@ class MessageExpectation(Strict):
         attributes = message.get("attributes") or {}
         if self.attributes and any(attributes.get(k) != v for k, v in self.attributes.items()):
             return False
-        return re.search(self.text, str(message.get("text", ""))) is not None
+        compiled = cached_regex(self.text)
+        return compiled is not None and compiled.search(str(message.get("text", ""))) is not None
 
 
 class TestTurn(Strict):

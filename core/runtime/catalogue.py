@@ -10,10 +10,12 @@ the tenant), and a flow published before a plugin was disabled fails its next tu
 Compiled flows are cached in process by (tenant, flow_id, version): versions are immutable once stored,
 so an entry never goes stale (a derived version, ``1.2.0+<tag>``, is an experiment variant's patched
 flow: its document comes from ``derive_versions``' source, is as immutable, and is cached the same way);
-the cache is bounded (least recently used goes first). Each compiled flow carries the third-party plugins
-it uses, so the run-time check costs nothing for a flow of built-ins and a dict lookup otherwise: the
-tenant's settings are kept here for ``TENANT_CACHE_S`` (changed through this catalogue they are forgotten
-at once; changed by another process they are seen within that time).
+the cache is bounded in entries (``MCP_COMPILED_FLOW_CACHE``) and in estimated bytes
+(``MCP_COMPILED_FLOW_CACHE_MB``, ``CompiledFlow.size_bytes``): least recently used goes first.
+Each compiled flow carries the third-party plugins it uses, so the run-time check costs nothing for a
+flow of built-ins and a dict lookup otherwise: the tenant's settings are kept here for ``TENANT_CACHE_S``
+(changed through this catalogue they are forgotten at once; changed by another process they are seen
+within that time).
 
 What an operator granted the tenant is checked the same way (``mcp_engine.security``): validation refuses
 a secret reference or a static URL the tenant's grants do not allow, and a tenant's compiled flows get its
@@ -31,6 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from mcp_engine.errors import FlowNotFound, InvalidInput, PluginNotEnabled, UrlRefused
+from mcp_engine.flow.limits import FlowLimits
 from mcp_engine.flow.loader import Source
 from mcp_engine.flow.validate import ValidationResult, validate_data
 from mcp_engine.registry import Registry, enables, named
@@ -58,6 +61,8 @@ class FlowCatalogue:
         size: int,
         book: GrantBook,
         clock: Callable[[], float] = time.monotonic,
+        max_bytes: int | None = None,
+        limits: FlowLimits | None = None,
     ) -> None:
         self.store, self.registry, self.backend, self.services, self.size = (
             store,
@@ -67,6 +72,9 @@ class FlowCatalogue:
             size,
         )
         self._clock = clock
+        self.max_bytes = max_bytes  # None: bounded by count only
+        self.limits = limits  # None: the operator's, from the environment
+        self._bytes = 0
         self._flows: OrderedDict[Key, CompiledFlow] = OrderedDict()
         self._compiling: dict[Key, asyncio.Lock] = {}
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
@@ -159,7 +167,7 @@ class FlowCatalogue:
 
     async def validate(self, tenant_id: str, document: Any, source: Source | None = None) -> ValidationResult:
         """Every problem of ``document`` as ``tenant_id`` would get them on upload; nothing is stored."""
-        result = validate_data(document, await self.view(tenant_id), source)
+        result = validate_data(document, await self.view(tenant_id), source, self.limits)
         return grant_problems(result, document, await self.scope(tenant_id), source)
 
     async def create(
@@ -190,7 +198,9 @@ class FlowCatalogue:
         ``source`` (the parsed file) gives the problems their lines."""
         tenant_id = document.get("tenant_id") if isinstance(document, dict) else None
         if not isinstance(tenant_id, str):  # the document is invalid: say how
-            tenant_id = validate_data(document, self.registry, source).raise_for_errors().tenant_id
+            tenant_id = (
+                validate_data(document, self.registry, source, self.limits).raise_for_errors().tenant_id
+            )
         result = await self.validate(tenant_id, document, source)
         flow = result.raise_for_errors()
         await self.store.save_flow_version(tenant_id, document)
@@ -211,7 +221,7 @@ class FlowCatalogue:
         """Delete every version of a flow and forget its compiled versions (one created again may differ)."""
         deleted = await self.store.delete_flow(tenant_id, flow_id)
         for key in [k for k in self._flows if k[:2] == (tenant_id, flow_id)]:
-            self._flows.pop(key).close()
+            self._evict(key)
         return deleted
 
     # --- resolving (the turn) -------------------------------------------------------------------
@@ -292,19 +302,34 @@ class FlowCatalogue:
             document = stored.document
         if document is None:
             raise FlowNotFound(f"flow '{flow_id}' version {version} not found", {"flow_id": flow_id})
-        result = validate_data(document, self.registry)
+        result = validate_data(document, self.registry, limits=self.limits)
         return _named(grant_problems(result, document, await self.scope(tenant_id)), version)
 
     def _add(self, key: Key, compiled: CompiledFlow) -> None:
+        """Cache ``compiled``, evicting the least recently used over the count or the bytes (never the
+        one just added: a flow larger than the whole budget still runs, it is just not kept for long)."""
         self._flows[key] = compiled
-        while len(self._flows) > self.size:
-            _, evicted = self._flows.popitem(last=False)
-            evicted.close()
+        self._bytes += compiled.size_bytes
+        while len(self._flows) > 1 and (
+            len(self._flows) > self.size or (self.max_bytes is not None and self._bytes > self.max_bytes)
+        ):
+            self._evict(next(iter(self._flows)))
+
+    def _evict(self, key: Key) -> None:
+        evicted = self._flows.pop(key)
+        self._bytes -= evicted.size_bytes
+        evicted.close()
+
+    @property
+    def cached_bytes(self) -> int:
+        """The estimated memory of the compiled flows in the cache."""
+        return self._bytes
 
     def close(self) -> None:
         for compiled in self._flows.values():
             compiled.close()
         self._flows.clear()
+        self._bytes = 0
 
 
 def _named(result: ValidationResult, version: str) -> ValidationResult:

@@ -18,6 +18,7 @@ import orjson
 
 from mcp_engine.config import EngineSettings
 from mcp_engine.errors import (
+    ContextTooLarge,
     ConversationNotFound,
     DeadlineExceeded,
     EngineError,
@@ -26,6 +27,7 @@ from mcp_engine.errors import (
 )
 from mcp_engine.experiments.allocation import EXPOSURE, Assignment, mark_turn
 from mcp_engine.experiments.service import ExperimentService
+from mcp_engine.flow.limits import limits_of
 from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
@@ -34,6 +36,7 @@ from mcp_engine.runtime.context import flat_updates, new_context, run_flow, star
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
+from mcp_engine.runtime.turnscope import TurnOverrun, turn_budget
 from mcp_engine.security.grants import GrantBook
 from mcp_engine.store.base import Conversation, Store, Timer, TurnWrite
 
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
     from mcp_engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
+# The loop budget ends a little after the deadline (half of it, at most half a second): a call cut at the
+# deadline ends as a ``timeout`` the flow handles (plugins/integrations/rest.py), and that takes a moment.
+OVERRUN_GRACE = 0.5
 
 
 @dataclass
@@ -84,6 +90,8 @@ class ExecutionService:
             self.services,
             self.settings.compiled_flow_cache,
             GrantBook(self.settings),
+            max_bytes=self.settings.compiled_flow_cache_mb * 1024 * 1024,
+            limits=limits_of(self.settings),
         )
         self.sinks = SinkFanout(
             self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
@@ -143,31 +151,64 @@ class ExecutionService:
         message_id = message.metadata.get("message_id") or None
         timeout = self.settings.context_lock_timeout_ms / 1000
         waiting = time.perf_counter()
-        async with self.store.begin_turn(tenant_id, conversation_id, message_id, timeout) as start:
-            if metrics is not None:
-                began = time.perf_counter() - waiting
-                metrics.lock_wait.observe(began)
-                metrics.store["begin"].observe(began)
-            if start.reply is not None:
-                return start.reply
-            conversation = start.conversation
-            event = _event_of(message)
-            turn, before = await self._run(
-                tenant_id, conversation_id, conversation, message, event, hints, deadline
-            )
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceeded("the caller's deadline passed before the turn could be saved")
-            reply = self._reply(turn, before, started)
-            committing = time.perf_counter()
-            await start.commit(
-                _write(turn, conversation, message_id, reply if message_id is not None else None)
-            )
-            if metrics is not None:
-                metrics.store["commit"].observe(time.perf_counter() - committing)
+        try:
+            async with self.store.begin_turn(tenant_id, conversation_id, message_id, timeout) as start:
+                if metrics is not None:
+                    began = time.perf_counter() - waiting
+                    metrics.lock_wait.observe(began)
+                    metrics.store["begin"].observe(began)
+                if start.reply is not None:
+                    return start.reply
+                conversation = start.conversation
+                event = _event_of(message)
+                turn, before = await self._run(
+                    tenant_id, conversation_id, conversation, message, event, hints, deadline
+                )
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineExceeded("the caller's deadline passed before the turn could be saved")
+                reply = self._reply(turn, before, started)
+                write = _write(turn, conversation, message_id, reply if message_id is not None else None)
+                self._check_size(write)
+                committing = time.perf_counter()
+                await start.commit(write)
+                if metrics is not None:
+                    metrics.store["commit"].observe(time.perf_counter() - committing)
+        except (DeadlineExceeded, ContextTooLarge) as exc:
+            await self._record_abandoned(tenant_id, conversation_id, exc)
+            raise
         self.sinks.publish(turn.events)
         if metrics is not None:
             metrics.observe_turn(reply["flow_id"], turn.events, time.perf_counter() - started)
         return reply
+
+    def _check_size(self, write: TurnWrite) -> None:
+        """``ContextTooLarge`` when the context the turn would save is over ``MCP_MAX_CONTEXT_BYTES``: the
+        turn is abandoned and the stored context stays the previous one. (One serialisation of the context,
+        a few µs for a typical one: the price of knowing its size before the store writes it.)"""
+        size = len(orjson.dumps(write.context))
+        limit = self.settings.max_context_bytes
+        if size > limit:
+            raise ContextTooLarge(
+                f"the conversation's context would grow to {size} bytes, over the limit of {limit} "
+                "(MCP_MAX_CONTEXT_BYTES); the turn was not saved",
+                {"limit": limit, "size": size},
+            )
+
+    async def _record_abandoned(self, tenant_id: str, conversation_id: str, exc: EngineError) -> None:
+        """An ``error`` event (analytics, ``Store.record_events``) for a turn abandoned unwritten: the
+        conversation itself (context, version, history) is left exactly as it was. A store that cannot
+        take the event does not hide ``exc``."""
+        event = {
+            "type": "error",
+            "ts": time.time(),
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "data": {"kind": exc.code, "message": exc.message},
+        }
+        try:
+            await self.store.record_events([event])
+        except EngineError as failure:
+            log.warning("could not record the abandoned turn of %s: %s", conversation_id, failure.code)
 
     def _check_input(self, tenant_id: str, conversation_id: str, message: InboundMessage) -> None:
         if not tenant_id or not conversation_id:
@@ -231,23 +272,26 @@ class ExecutionService:
             deadline_s = min(deadline_s, deadline - time.monotonic())
             if deadline_s <= 0:
                 raise DeadlineExceeded("the caller's deadline passed before the turn started")
+        ends = time.monotonic() + deadline_s
         turn = Turn(
             compiled,
             context,
             event,
             lambda ref: self._resolve(tenant_id, ref),
-            time.monotonic() + deadline_s,
+            ends,
             now=self.services.now(),
             metrics=self.metrics,
         )
         if assignment is not None:
             turn.record(EXPOSURE, assignment.exposure())
         try:
-            async with asyncio.timeout(deadline_s):
-                if new_run:
-                    await turn.start_run()
-                await turn.deliver()
-        except TimeoutError as exc:
+            # asyncio.timeout stops the turn where it awaits; the budget where it holds the loop (turnscope)
+            with turn_budget(ends + OVERRUN_GRACE * min(deadline_s, 1.0)):
+                async with asyncio.timeout(deadline_s):
+                    if new_run:
+                        await turn.start_run()
+                    await turn.deliver()
+        except (TimeoutError, TurnOverrun) as exc:
             raise DeadlineExceeded(
                 f"the turn did not finish within {deadline_s * 1000:.0f} ms and was abandoned"
             ) from exc

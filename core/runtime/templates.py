@@ -6,37 +6,36 @@ over the turn's namespace (``slots``, ``variables``, ``user_profile``, ``intent`
 
 - no autoescaping (this is not HTML), a missing name or key renders as nothing and so does ``None``
   (``{{ slots.size }}`` before the slot is filled; ``{{ user_profile.address.city }}`` with no address);
-- the sandbox refuses Python internals (``''.__class__``, ``cycler.__init__.__globals__`` render as nothing),
-  and what could exhaust the engine is bounded: ``range()`` (``MAX_RANGE``), repetition and powers, padding
-  widths, loop nesting (``MAX_LOOP_DEPTH``, checked at compile time) and the output (``MAX_OUTPUT_CHARS``);
+- the sandbox (``mcp_engine.runtime.sandbox``) refuses Python internals (``''.__class__`` renders as
+  nothing) and bounds what could exhaust the engine: the size of every value a template builds, integers,
+  ``range()``, padding and format widths, loop nesting, the output (``MAX_OUTPUT_CHARS``), and the time a
+  render takes (``MAX_RENDER_MS``, within the turn's own budget);
 - rendering never raises: a template that fails at run time (``{{ slots.count + 1 }}`` with no count, a bound
-  hit) logs a warning and renders its literal text with every ``{{ }}``/``{% %}`` part left empty, which reads
-  better in a chat than half a sentence or raw template syntax.
+  hit) is a template error: it logs a warning, tells the caller (the turn records a ``template_error``
+  event) and renders its literal text with every ``{{ }}``/``{% %}`` part left empty, which reads better in
+  a chat than half a sentence or raw template syntax. Only the turn running out of time stops the turn.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError
+
+from mcp_engine.runtime import turnscope
+from mcp_engine.runtime.sandbox import (
+    MAX_LOOP_DEPTH,
+    MAX_OUTPUT_CHARS,
+    BoundedSandbox,
+    bound_loops,
+    loop_depth,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_OUTPUT_CHARS = 10_000
-MAX_RANGE = 1_000  # items of one range(); chat text never lists more
-MAX_LOOP_DEPTH = 2  # nested for-loops: with MAX_RANGE, at most a million iterations per render
-MAX_EXPONENT = 64
-
-_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-# A width or precision of five digits or more in a %-format or str.format spec ("%99999999s", "{:>99999999}"),
-# or one given as an argument ("%*s", "{:>{width}}"), which no chat text needs.
-_WIDE_SPEC = re.compile(r"%[^a-zA-Z%]*(\d{5,}|\*)|\{[^{}]*:[^{}]*(\d{5,}|\{)")
+MAX_RENDER_MS = 100  # one render, at most (chat text renders in microseconds)
 
 
 class TemplateCompileError(ValueError):
@@ -45,98 +44,6 @@ class TemplateCompileError(ValueError):
     def __init__(self, message: str, lineno: int | None) -> None:
         super().__init__(message if lineno is None else f"{message} (line {lineno})")
         self.lineno = lineno
-
-
-def _finalize(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _check_width(width: Any) -> None:
-    if isinstance(width, int) and width > MAX_OUTPUT_CHARS:
-        raise SecurityError(f"width {width} is over the limit of {MAX_OUTPUT_CHARS}")
-
-
-def _check_format(spec: Any) -> None:
-    if isinstance(spec, str) and _WIDE_SPEC.search(spec):
-        raise SecurityError("format width or precision is over the limit")
-
-
-def _bounded_range(*args: int) -> range:
-    items = range(*args)
-    if len(items) > MAX_RANGE:
-        raise OverflowError(f"range of {len(items)} items is over the limit of {MAX_RANGE}")
-    return items
-
-
-def _width_checked(name: str, func: Callable[..., Any], width_index: int) -> Callable[..., Any]:
-    """Wrap a padding filter so its width argument (positional or keyword) is bounded."""
-
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > width_index:
-            _check_width(args[width_index])
-        _check_width(kwargs.get("width"))
-        return func(*args, **kwargs)
-
-    bounded.__name__ = name
-    return bounded
-
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """Jinja's sandbox plus bounds on what it leaves unbounded: repetition, powers, padding, format widths.
-
-    Intercepting ``*``, ``**`` and ``%`` also stops Jinja from constant-folding them at compile time, so
-    ``{{ 'a' * 10**9 }}`` cannot exhaust memory while a flow is being compiled either.
-    """
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def __init__(self) -> None:
-        super().__init__(
-            autoescape=False,
-            undefined=ChainableUndefined,
-            finalize=_finalize,
-            keep_trailing_newline=True,
-        )
-        del self.globals["lipsum"]  # lorem ipsum of any length: no use in chat text
-        self.globals["range"] = _bounded_range
-        self.filters["center"] = _width_checked("center", self.filters["center"], 1)
-        self.filters["indent"] = _width_checked("indent", self.filters["indent"], 1)
-        format_filter = self.filters["format"]
-
-        def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
-            _check_format(value)
-            return format_filter(value, *args, **kwargs)
-
-        self.filters["format"] = bounded_format
-
-    def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "*":
-            for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(count, int):
-                    _check_width(len(seq) * count)
-        elif operator_ == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is over the limit of {MAX_EXPONENT}")
-        elif operator_ == "%":
-            _check_format(left)
-        return super().call_binop(context, operator_, left, right)
-
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(getattr(obj, "__self__", None), str) and obj.__name__ in _PADDING_METHODS:
-            for arg in (*args, *kwargs.values()):
-                _check_width(arg)
-        return super().call(context, obj, *args, **kwargs)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:  # the sandbox wraps str.format when it is looked up, before any call
-            _check_format(value.__self__)
-        return wrapped
-
-
-def _loop_depth(node: nodes.Node) -> int:
-    """The deepest nesting of for-loops under ``node``."""
-    depth = max((_loop_depth(child) for child in node.iter_child_nodes()), default=0)
-    return depth + 1 if isinstance(node, nodes.For) else depth
 
 
 class CompiledTemplate:
@@ -151,28 +58,31 @@ class CompiledTemplate:
         self._render = render
         self._fallback = fallback
 
-    def render(self, namespace: Mapping[str, Any]) -> str:
+    def render(self, namespace: Mapping[str, Any], errors: list[str] | None = None) -> str:
+        """The text; a failure renders the literal text and, with ``errors``, is appended to it."""
         if self._render is None:
             return self._fallback
         parts: list[str] = []
         size = 0
         try:
-            # Streamed, so a loop that would produce megabytes stops as soon as the bound is reached.
-            for part in self._render(namespace):
-                parts.append(part)
-                size += len(part)
-                if size > MAX_OUTPUT_CHARS:
-                    logger.warning(
-                        "template output cut to %d characters: %.80r", MAX_OUTPUT_CHARS, self.source
-                    )
-                    break
+            with turnscope.at_most(MAX_RENDER_MS / 1000):
+                # Streamed, so a loop that would produce megabytes stops as soon as the bound is reached.
+                for part in self._render(namespace):
+                    parts.append(part)
+                    size += len(part)
+                    if size > MAX_OUTPUT_CHARS:
+                        logger.warning(
+                            "template output cut to %d characters: %.80r", MAX_OUTPUT_CHARS, self.source
+                        )
+                        break
         except Exception as exc:  # a template must never fail the turn: see the module docstring
-            logger.warning(
-                "template failed (%s: %s), rendering its literal text: %.80r",
-                type(exc).__name__,
-                exc,
-                self.source,
-            )
+            if isinstance(exc, turnscope.TurnOverrun):
+                turnscope.check()  # the turn itself is out of time: that stops the turn
+                exc = TimeoutError(f"rendering took longer than {MAX_RENDER_MS} ms")
+            message = f"{type(exc).__name__}: {exc}"
+            logger.warning("template failed (%s), rendering its literal text: %.80r", message, self.source)
+            if errors is not None:
+                errors.append(message)
             return self._fallback
         return "".join(parts)[:MAX_OUTPUT_CHARS]
 
@@ -181,7 +91,7 @@ class TemplateEngine:
     """Compiles templates for one flow version; each distinct text is compiled once and shared."""
 
     def __init__(self) -> None:
-        self._env = _BoundedSandbox()
+        self._env = BoundedSandbox()
         self._cache: dict[str, CompiledTemplate] = {}
 
     def compile(self, text: str) -> CompiledTemplate:
@@ -196,9 +106,9 @@ class TemplateEngine:
             return CompiledTemplate(text, None, text[:MAX_OUTPUT_CHARS])
         try:
             ast = self._env.parse(text)
-            if _loop_depth(ast) > MAX_LOOP_DEPTH:
+            if loop_depth(ast) > MAX_LOOP_DEPTH:
                 raise TemplateCompileError(f"for-loops are nested deeper than {MAX_LOOP_DEPTH}", None)
-            template = self._env.from_string(ast)
+            template = self._env.from_string(bound_loops(ast))
             literal = "".join(value for _, kind, value in self._env.lex(text) if kind == "data")
         except TemplateSyntaxError as exc:
             raise TemplateCompileError(f"template does not parse: {exc.message}", exc.lineno) from exc

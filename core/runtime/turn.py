@@ -21,6 +21,7 @@ from mcp_engine.contract import (
     Template,
 )
 from mcp_engine.flow.models import Flow
+from mcp_engine.runtime import turnscope
 from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
 from mcp_engine.runtime.context import namespace, remember
 from mcp_engine.runtime.handlers import (
@@ -126,7 +127,11 @@ class Turn:
         return namespace(self._context, self._event, self._failure is not None)
 
     def render(self, template: Template) -> str:
-        return template.render(self.namespace())
+        errors: list[str] = []
+        text = template.render(self.namespace(), errors)
+        for error in errors:  # the template's literal text was used (SPEC §5: logged and skipped)
+            self.record("error", {"kind": "template_error", "message": error})
+        return text
 
     def emit(self, text: str, type: str = "text", **attributes: str) -> None:
         message = OutboundMessage(text, type, {k: str(v) for k, v in attributes.items()})
@@ -320,6 +325,7 @@ class Turn:
 
     def _select(self, state: CompiledState, phase: str) -> int | None:
         """The index of the transition that holds in ``phase``, timed for the metrics."""
+        turnscope.check()
         started = time.perf_counter()
         index = state.evaluator.select(self._facts(state, phase))
         if self._metrics is not None:
@@ -349,10 +355,13 @@ class Turn:
     async def _run_actions(self, actions: list[Action]) -> bool:
         """Run an action list; True when a ``trigger_flow`` in it took the conversation elsewhere."""
         for action in actions:
+            turnscope.check()
             try:
                 await action.run(self)
                 self.actions_performed.append(action.name)
                 self.record("action", {"type": action.name})
+            except turnscope.TurnOverrun:
+                raise
             except Exception as exc:  # a failed action is logged and skipped (SPEC §5)
                 log.warning("action %s failed in state %s: %s", action.name, self.state_name, exc)
                 self.record("error", {"kind": "action_failed", "action": action.name, "message": str(exc)})

@@ -1,8 +1,9 @@
 """``builtin``: the classifier every flow gets without configuration (SPEC §2 ``intents``).
 
-An intent's regex ``patterns`` are the designer's explicit word ("anything mentioning a pizza is an
-order"), so any match is certain: confidence 1.0. Otherwise the message is compared with the intent's
-``examples`` by fuzzy string similarity (rapidfuzz), best example per intent, scaled to 0..1.
+An intent's regex ``patterns`` (RE2, linear time: ``compile_regex``) are the designer's explicit word
+("anything mentioning a pizza is an order"), so any match is certain: confidence 1.0. Otherwise the
+message is compared with the intent's ``examples`` by fuzzy string similarity (rapidfuzz), best example
+per intent, scaled to 0..1.
 
 The default scorer, ``blend``, averages ``token_set_ratio`` and ``token_sort_ratio``: the set ratio
 alone scores 100 whenever one text's words are a subset of the other's (so "I have no idea" would be
@@ -17,7 +18,6 @@ pass per scorer (``process.extract`` loops in C; a Python loop of ``fuzz`` calls
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
 
-from mcp_engine import IntentClassifier, IntentScore, Services, hookimpl
+from mcp_engine import IntentClassifier, IntentScore, PatternError, Regex, Services, compile_regex, hookimpl
 
 Scorer = Callable[..., float]
 
@@ -60,12 +60,12 @@ class _Prepared:
     __slots__ = ("examples", "patterns")
 
     def __init__(self, name: str, patterns: Sequence[str], examples: Sequence[str]) -> None:
-        self.patterns: list[re.Pattern[str]] = []
+        self.patterns: list[Regex] = []
         for pattern in patterns:
             try:
-                self.patterns.append(re.compile(pattern, re.IGNORECASE))
-            except re.error as exc:
-                raise ValueError(f"intent '{name}': bad pattern '{pattern}': {exc}") from exc
+                self.patterns.append(compile_regex(pattern, ignore_case=True))
+            except PatternError as exc:
+                raise ValueError(f"intent '{name}': {exc}") from exc
         self.examples = [e for e in (normalise(x) for x in examples) if e]
 
 
