@@ -17,6 +17,7 @@ from mcp_engine.flow.problems import Problem
 
 Format = Literal["json", "yaml"]
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+MAX_EXPANDED_NODES = 200_000  # what a YAML document may grow to through its aliases ("billion laughs")
 FLOW_SUFFIXES = (".json", ".yaml", ".yml")
 TEST_SUFFIXES = (".test.json", ".test.yaml", ".test.yml")  # flow test files (mcp_engine.flowtest)
 
@@ -101,6 +102,75 @@ def parse_text(
         line = mark.line + 1 if mark is not None else None
         column = mark.column + 1 if mark is not None else None
         return None, Problem("error", "", f"not valid YAML: {reason}", "yaml-syntax", line, column)
+
+
+def parse_document(data: bytes | str, *, source: str) -> Any:
+    """A document from bytes or text (JSON or YAML, safe loader) with its size and its expansion through
+    YAML aliases bounded, so a "billion laughs" document is refused before anything walks it.
+    ``FlowValidationError`` (422) with the problem's line when it is too large, expands too far, or does
+    not parse; ``source`` names it in the message."""
+    from mcp_engine.errors import FlowValidationError
+
+    raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        problem = Problem("error", "", f"larger than {MAX_DOCUMENT_BYTES} bytes", "too-large")
+        raise FlowValidationError([problem], source)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FlowValidationError([Problem("error", "", f"not UTF-8 (byte {exc.start})", "encoding")], source)
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None and _expanded_size(root) > MAX_EXPANDED_NODES:
+            raise FlowValidationError(
+                [
+                    Problem(
+                        "error",
+                        "",
+                        f"its aliases expand it past {MAX_EXPANDED_NODES} values (a YAML bomb?)",
+                        "too-large",
+                        root.start_mark.line + 1,
+                    )
+                ],
+                source,
+            )
+        return None if root is None else loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        problem = Problem("error", "", f"not valid YAML or JSON: {reason}", "yaml-syntax", line)
+        raise FlowValidationError([problem], source) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has once every alias is expanded (each node's size counted once); a
+    recursive alias (an anchor used inside itself) never ends, so it is past any bound."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if not done and id(node) in open_nodes:
+            return MAX_EXPANDED_NODES + 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+            open_nodes.discard(id(node))
+        else:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
 
 
 def read_file(

@@ -126,12 +126,13 @@ class FlowCatalogue:
         return validate_data(document, await self.view(tenant_id), source)
 
     async def create(
-        self, tenant_id: str, document: dict[str, Any]
+        self, tenant_id: str, document: dict[str, Any], source: Source | None = None
     ) -> tuple[FlowVersion, ValidationResult, bool]:
         """Validate in the tenant's view and store a draft version: the stored version, the validation
         (its warnings), and whether this exact version was stored already. ``FlowValidationError`` lists
-        every problem; ``VersionExists`` when the version is stored with other content."""
-        result = await self.validate(tenant_id, document)
+        every problem (with its line when ``source`` has the document's text); ``VersionExists`` when the
+        version is stored with other content."""
+        result = await self.validate(tenant_id, document, source)
         flow = result.raise_for_errors()
         existed = await self.store.get_flow_version(tenant_id, flow.flow_id, flow.version) is not None
         return await self.store.save_flow_version(tenant_id, document), result, existed
