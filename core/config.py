@@ -34,8 +34,21 @@ class EngineSettings(BaseSettings):
     enable_ab_testing: bool = Field(
         True, alias="ENABLE_AB_TESTING", description="Allocate new runs to running experiments' variants"
     )
+    enable_flow_versioning: bool = Field(
+        True,
+        alias="ENABLE_FLOW_VERSIONING",
+        description="A run stays on the version it started with; off: every conversation moves to the "
+        "published version at its next turn",
+    )
     enable_visual_designer: bool = Field(
         True, alias="ENABLE_VISUAL_DESIGNER", description="serve's /playground page (off: 404)"
+    )
+    service_name: str = Field(
+        "mcp-engine",
+        min_length=1,
+        max_length=100,
+        alias="SERVICE_NAME",
+        description="Names this deployment in every log record and in the mcp_engine_info metric",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", alias="MCP_EVENT_LOOP", description="serve's event loop; asyncio where uvloop is missing"
