@@ -126,8 +126,12 @@ class Content(Strict):
 
 class MessageHints(Strict):
     force_flow: FlowId | None = None
-    priority: str = ""
-    bypass_cache: bool = False
+    priority: Literal["", "low", "normal", "high"] = Field(
+        "", description="When the engine is saturated: high waits briefly for the next slot, low is shed first"
+    )
+    bypass_cache: bool = Field(
+        False, description="Read the conversation and its flow version from the durable store, not caches"
+    )
 
 
 class MessageRequest(Strict):
