@@ -24,6 +24,7 @@ from mcp_engine.errors import (
     InvalidInput,
 )
 from mcp_engine.experiments.allocation import EXPOSURE, Assignment, mark_turn
+from mcp_engine.experiments.merge_patch import merge_patch
 from mcp_engine.experiments.service import ExperimentService
 from mcp_engine.registry import Registry, default_registry
 from mcp_engine.rulesets import get_backend
@@ -51,6 +52,7 @@ class InboundMessage:
     user_id: str = ""
     channel: str = "default"
     metadata: dict[str, str] = field(default_factory=dict)
+    user_profile: dict[str, Any] | None = None  # an RFC 7386 merge patch onto the conversation's profile
 
 
 @dataclass
@@ -221,6 +223,8 @@ class ExecutionService:
             context["user_id"] = message.user_id
         if message.channel:  # templates follow the channel of the current message (SPEC §3)
             context["channel"] = message.channel
+        if message.user_profile is not None:
+            context["user_profile"] = self._merged_profile(context.get("user_profile"), message.user_profile)
         limit = compiled.flow.settings.max_message_chars
         if len(message.text) > limit:
             raise InvalidInput(
@@ -254,6 +258,18 @@ class ExecutionService:
         mark_turn(context, turn.events)
         context["updated_at"] = time.time()
         return turn, before
+
+    def _merged_profile(self, profile: Any, patch: dict[str, Any]) -> dict[str, Any]:
+        """The conversation's ``user_profile`` with the message's merged in (RFC 7386: ``null`` removes
+        a key), bounded by ``MCP_MAX_USER_PROFILE_BYTES``."""
+        merged: dict[str, Any] = merge_patch(profile if isinstance(profile, dict) else {}, patch)
+        limit = self.settings.max_user_profile_bytes
+        if len(orjson.dumps(merged)) > limit:
+            raise InvalidInput(
+                f"the user_profile would be larger than {limit} bytes (MCP_MAX_USER_PROFILE_BYTES)",
+                {"field": "user_profile", "limit": limit},
+            )
+        return merged
 
     async def _current_version(self, tenant_id: str, context: dict[str, Any], fresh: bool) -> CompiledFlow:
         """The version the conversation's run goes on with: the one it started on (SPEC §6), or with

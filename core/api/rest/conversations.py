@@ -31,6 +31,7 @@ async def send_message(call: Call) -> web.StreamResponse:
         user_id=body.user_id,
         channel=body.channel,
         metadata=body.metadata,
+        user_profile=body.user_profile,
     )
     hints = Hints(body.hints.force_flow, body.hints.priority, body.hints.bypass_cache) if body.hints else None
     async with call.request.app[LIMITER].slot(priority_of(hints.priority if hints else "")):
@@ -51,6 +52,7 @@ async def get_conversation(call: Call) -> web.StreamResponse:
         flow_id=context.get("flow_id"),
         flow_version=context.get("flow_version"),
         ab_variant=(context.get("run") or {}).get("variant", ""),
+        user_profile=context.get("user_profile") or {},
         context=context,
     )
     return model_response(state)

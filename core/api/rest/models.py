@@ -158,6 +158,10 @@ class MessageRequest(Strict):
         default_factory=dict, description="``message_id`` makes a retry return the stored reply."
     )
     hints: MessageHints | None = None
+    user_profile: dict[str, Any] | None = Field(
+        None,
+        description="Merged into the conversation's user_profile (RFC 7386 merge patch: null removes a key)",
+    )
 
 
 class MessageOut(BaseModel):
@@ -189,6 +193,7 @@ class ConversationState(BaseModel):
     flow_id: str | None
     flow_version: str | None
     ab_variant: str = Field("", description="The A/B variant of the current run, empty outside experiments.")
+    user_profile: dict[str, Any] = Field(default_factory=dict, description="What messages set of the user.")
     context: dict[str, Any]
 
 
