@@ -25,7 +25,10 @@ class EngineSettings(BaseSettings):
     rules_backend: Literal["python", "durable"] = Field("python", alias="MCP_RULES_BACKEND")
     max_message_bytes: int = Field(64 * 1024, ge=1, alias="MCP_MAX_MESSAGE_BYTES")
     max_user_profile_bytes: int = Field(
-        16 * 1024, ge=1, alias="MCP_MAX_USER_PROFILE_BYTES", description="A conversation's user_profile, as JSON"
+        16 * 1024,
+        ge=1,
+        alias="MCP_MAX_USER_PROFILE_BYTES",
+        description="A conversation's user_profile, as JSON",
     )
     event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
     timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")

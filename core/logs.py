@@ -55,9 +55,7 @@ class TextFormatter(logging.Formatter):
         service = getattr(record, "service", None)
         if service is not None:
             line = line.replace(f" {record.name}: ", f" [{service}] {record.name}: ", 1)
-        extra = " ".join(
-            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and k != "service"
-        )
+        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and k != "service")
         return f"{line} {extra}" if extra else line
 
 

@@ -373,7 +373,9 @@ async def test_reflection_lists_and_describes_the_service(client: Client) -> Non
 # --- user_profile and hints -------------------------------------------------------------------------
 
 
-async def test_user_profile_is_merged_and_shown_in_the_state(client: Client, engine: ExecutionService) -> None:
+async def test_user_profile_is_merged_and_shown_in_the_state(
+    client: Client, engine: ExecutionService
+) -> None:
     await engine.catalogue.publish_document(
         flow("w", {"w": wait(on("any_input", "w"))}, flow_id="profile", tenant_id=TENANT)
     )

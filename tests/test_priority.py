@@ -21,7 +21,9 @@ from tests.turnkit import flow, go, on, open_engine, response, serve, wait
 BOUND_S = 20.0  # every wait of these tests ends by then, whatever happens
 
 
-async def hold(limiter: Limiter, priority: Priority, started: list[str], name: str, gate: asyncio.Event) -> None:
+async def hold(
+    limiter: Limiter, priority: Priority, started: list[str], name: str, gate: asyncio.Event
+) -> None:
     async with limiter.slot(priority):
         started.append(name)
         await gate.wait()
@@ -47,7 +49,8 @@ async def test_high_takes_the_next_free_slot_in_arrival_order() -> None:
                 pass
     gates["n1"].set()
     await until(lambda: len(started) == 3)
-    assert started == ["n1", "n2", "h1"] and limiter.in_flight == 2
+    assert started == ["n1", "n2", "h1"]
+    assert limiter.in_flight == 2
     with pytest.raises(Overloaded):  # h2 is still waiting: a normal turn does not jump it
         async with limiter.slot("normal"):
             pass
@@ -57,7 +60,8 @@ async def test_high_takes_the_next_free_slot_in_arrival_order() -> None:
     for gate in gates.values():
         gate.set()
     await asyncio.gather(*tasks)
-    assert limiter.in_flight == 0 and not limiter._waiting
+    assert limiter.in_flight == 0
+    assert not limiter._waiting
 
 
 async def test_high_is_refused_when_no_slot_frees_in_time() -> None:
@@ -66,7 +70,8 @@ async def test_high_is_refused_when_no_slot_frees_in_time() -> None:
         with pytest.raises(Overloaded):
             async with limiter.slot("high"):
                 pass
-    assert limiter.in_flight == 0 and not limiter._waiting
+    assert limiter.in_flight == 0
+    assert not limiter._waiting
     async with limiter.slot("high"):  # a free slot is taken at once
         assert limiter.in_flight == 1
 
@@ -86,7 +91,8 @@ async def test_waiting_high_turns_are_bounded() -> None:
     await asyncio.gather(waiter, return_exceptions=True)
     gate.set()
     await holder
-    assert limiter.in_flight == 0 and not limiter._waiting
+    assert limiter.in_flight == 0
+    assert not limiter._waiting
 
 
 async def test_low_needs_a_tenth_of_the_slots_free_and_runs_when_there_is_room() -> None:
@@ -108,7 +114,7 @@ async def test_low_needs_a_tenth_of_the_slots_free_and_runs_when_there_is_room()
 
 def test_priority_hint_values() -> None:
     assert [priority_of(p) for p in ("", "low", "normal", "high")] == ["normal", "low", "normal", "high"]
-    with pytest.raises(InvalidInput, match="hints.priority must be one of low, normal, high"):
+    with pytest.raises(InvalidInput, match=r"hints\.priority must be one of low, normal, high"):
         priority_of("urgent")
 
 
@@ -178,4 +184,5 @@ async def test_a_high_priority_turn_is_served_when_the_engine_is_saturated(engin
             assert [status for status, _ in await asyncio.gather(*busy)] == [200, 200]
             assert sorted(calls) == ["busy0", "busy1", "urgent"]  # the refused turns never ran
             status, body = await send("bad", "urgent")
-            assert status == 400 and "priority" in body["error"]["message"]
+            assert status == 400
+            assert "priority" in body["error"]["message"]

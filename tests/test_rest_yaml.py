@@ -61,7 +61,8 @@ async def test_yaml_syntax_error_is_422_with_its_line(client: TestClient[Any, An
     response = await client.post("/v2/flows", data="flow_id: x\nstates: [1,\n", headers=headers)
     assert response.status == 422
     problem = (await response.json())["error"]["details"]["problems"][0]
-    assert problem["code"] == "yaml-syntax" and problem["line"] == 3
+    assert problem["code"] == "yaml-syntax"
+    assert problem["line"] == 3
 
 
 async def test_yaml_bomb_is_refused_quickly_and_clearly(client: TestClient[Any, Any]) -> None:

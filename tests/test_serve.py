@@ -184,7 +184,8 @@ async def test_service_name_and_switches_in_logs_and_metrics(tmp_path: Path) -> 
     with serve(tmp_path, env=env) as served:
         served.wait_for('"message":"serving REST')
         records = [json.loads(line) for line in served.output().splitlines() if line.startswith("{")]
-        assert records and all(record["service"] == "chat-prod" for record in records)
+        assert records
+        assert all(record["service"] == "chat-prod" for record in records)
         messages = [record["message"] for record in records]
         assert "service: chat-prod; A/B testing off, flow versioning off, visual designer off" in messages
         async with aiohttp.ClientSession() as http:

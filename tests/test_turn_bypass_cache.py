@@ -72,8 +72,8 @@ async def engines(
             connection = await asyncpg.connect(POSTGRES_URI)
             try:
                 await connection.execute(
-                    f"UPDATE {name}.conversations SET context = jsonb_set(context, '{{variables,n}}', $2::jsonb),"
-                    " version = version + 1 WHERE conversation_id = $1",
+                    f"UPDATE {name}.conversations SET version = version + 1,"
+                    " context = jsonb_set(context, '{variables,n}', $2::jsonb) WHERE conversation_id = $1",
                     conversation,
                     json.dumps(n),
                 )

@@ -67,7 +67,8 @@ async def test_a_profile_that_is_not_an_object_is_refused(client: TestClient[Any
 async def test_a_profile_over_the_bound_is_refused_and_nothing_changes(client: TestClient[Any, Any]) -> None:
     await say(client, "hi", user_profile={"name": "Ada"})
     status, body = await say(client, "hi", user_profile={"notes": "x" * 300})
-    assert status == 400 and "MCP_MAX_USER_PROFILE_BYTES" in body["error"]["message"]
+    assert status == 400
+    assert "MCP_MAX_USER_PROFILE_BYTES" in body["error"]["message"]
     assert body["error"]["details"]["field"] == "user_profile"
     state = await (await client.get("/v2/conversations/c1", headers=HEADERS)).json()
     assert state["user_profile"] == {"name": "Ada"}

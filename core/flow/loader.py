@@ -118,7 +118,8 @@ def parse_document(data: bytes | str, *, source: str) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise FlowValidationError([Problem("error", "", f"not UTF-8 (byte {exc.start})", "encoding")], source)
+        problem = Problem("error", "", f"not UTF-8 (byte {exc.start})", "encoding")
+        raise FlowValidationError([problem], source) from None
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()

@@ -203,9 +203,7 @@ class FlowCatalogue:
         compiles it in this process."""
         return await self._compiled((tenant_id, flow_id, version), _named(validated, version))
 
-    async def version(
-        self, tenant_id: str, flow_id: str, version: str, fresh: bool = False
-    ) -> CompiledFlow:
+    async def version(self, tenant_id: str, flow_id: str, version: str, fresh: bool = False) -> CompiledFlow:
         """A compiled version (a run's pinned one, a sub-flow's), if the tenant may still run it.
         ``fresh``: the document and the tenant's settings are read from the store again, and the version
         compiled again if its document changed there (deleted and created again by another process)."""

@@ -33,7 +33,8 @@ def priority_of(hint: str) -> Priority:
         return "normal"
     if hint not in PRIORITIES:
         raise InvalidInput(
-            f"hints.priority must be one of {', '.join(PRIORITIES)}, not '{hint}'", {"field": "hints.priority"}
+            f"hints.priority must be one of {', '.join(PRIORITIES)}, not '{hint}'",
+            {"field": "hints.priority"},
         )
     return hint  # type: ignore[return-value]
 

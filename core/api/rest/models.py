@@ -127,7 +127,8 @@ class Content(Strict):
 class MessageHints(Strict):
     force_flow: FlowId | None = None
     priority: Literal["", "low", "normal", "high"] = Field(
-        "", description="When the engine is saturated: high waits briefly for the next slot, low is shed first"
+        "",
+        description="When the engine is saturated: high waits briefly for the next slot, low is shed first",
     )
     bypass_cache: bool = Field(
         False, description="Read the conversation and its flow version from the durable store, not caches"

@@ -118,8 +118,8 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
             path = _parse(route.path_model, dict(request.match_info), "path").model_dump()
         query = _parse(route.query, dict(request.query), "query") if route.query else None
         if route.document_body and route.body is not None:
-            body, source = await _document_body(route.body, request)
-            return await route.handler(Call(request, path, query, body, source))
+            document, source = await _document_body(route.body, request)
+            return await route.handler(Call(request, path, query, document, source))
         body = _parse_body(route.body, await request.read()) if route.body else None
         return await route.handler(Call(request, path, query, body))
 
