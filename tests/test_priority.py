@@ -5,8 +5,6 @@ a low one is shed while little room is left. Counts and orders, never timings.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from mcp_engine.errors import InvalidInput, Overloaded
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter, Priority, priority_of
 from tests.engine_fixtures import rest_client
-from tests.turnkit import flow, go, on, open_engine, response, serve, wait
+from tests.turnkit import flow, go, on, response, serve, wait
 
 BOUND_S = 20.0  # every wait of these tests ends by then, whatever happens
 
@@ -121,16 +119,8 @@ def test_priority_hint_values() -> None:
 # --- real turns over REST -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[ExecutionService]:
-    engine = await open_engine(tmp_path / "priority.db")
-    try:
-        yield engine
-    finally:
-        await engine.close()
-
-
 async def test_a_high_priority_turn_is_served_when_the_engine_is_saturated(engine: ExecutionService) -> None:
+    """On the kit's engine (a fresh embedded store), with each implementation of the wait state."""
     release = asyncio.Event()
     calls: list[str] = []
 

@@ -106,15 +106,20 @@ async def test_bypass_cache_reads_the_context_from_the_durable_store(
     assert await say(one) == "n is 42"  # what the bypassing turn wrote is the conversation now
 
 
+async def recreated_behind(one: ExecutionService, two: ExecutionService) -> None:
+    """A conversation on ``one`` (which compiles version 1.0.0), then another process deletes the flow and
+    creates the same version with other content."""
+    await one.catalogue.publish_document(counter("old"), make_default=True)
+    assert await say(one) == "old 1"
+    await two.catalogue.delete(TENANT, "f")
+    await two.catalogue.publish_document(counter("new"), make_default=True)
+
+
 async def test_bypass_cache_reads_the_flow_version_from_the_store(
     engines: tuple[ExecutionService, ExecutionService, Behind],
 ) -> None:
     one, two, _ = engines
-    await one.catalogue.publish_document(counter("old"), make_default=True)
-    assert await say(one) == "old 1"
-    # another process deletes the flow and creates the same version with other content
-    await two.catalogue.delete(TENANT, "f")
-    await two.catalogue.publish_document(counter("new"), make_default=True)
+    await recreated_behind(one, two)
     assert await say(one) == "old 2"  # this process's compiled version
     assert await say(one, BYPASS) == "new 3"
     assert await say(one) == "new 4"  # the bypass replaced the stale compiled version
@@ -125,10 +130,7 @@ async def test_bypass_cache_on_a_new_run_reads_the_published_version(
     engines: tuple[ExecutionService, ExecutionService, Behind],
 ) -> None:
     one, two, _ = engines
-    await one.catalogue.publish_document(counter("old"), make_default=True)
-    assert await say(one) == "old 1"
-    await two.catalogue.delete(TENANT, "f")
-    await two.catalogue.publish_document(counter("new"), make_default=True)
+    await recreated_behind(one, two)
     reply = await one.process_message(TENANT, "c2", msg("hi"), BYPASS)
     assert texts(reply)[-1] == "new 1"
 
