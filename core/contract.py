@@ -259,15 +259,20 @@ class IntentClassifier(Plugin):
         self.services = services
 
     reads_context: ClassVar[bool] = False
-    """True when ``classify`` takes ``recent``: in a state with ``context_aware`` it then gets the
-    conversation's last messages before this one (oldest first). A classifier that leaves this False is
-    called with the message alone, as ever."""
+    """True when the classifier implements ``classify_in_context``: in a state with ``context_aware`` it is
+    then called with the conversation's earlier messages. A classifier that leaves this False is called
+    with the message alone (``classify``), as ever, and the engine keeps no messages for it."""
 
-    async def classify(
-        self, text: str, candidates: Sequence[str], recent: Sequence[str] = ()
-    ) -> list[IntentScore]:
+    async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
         """Ranked scores (highest first) among ``candidates`` (intent names); may be empty."""
         raise NotImplementedError(f"classifier '{self.name}' does not implement classify()")
+
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+    ) -> list[IntentScore]:
+        """``classify`` in a ``context_aware`` state: ``recent`` are the conversation's messages before this
+        one, oldest first. Called only when ``reads_context`` is True; the default ignores them."""
+        return await self.classify(text, candidates)
 
 
 class EventSink(Plugin):

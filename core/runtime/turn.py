@@ -238,7 +238,7 @@ class Turn:
         if state.candidates:
             if state.context_turns and self.compiled.context_turns:  # the earlier messages, not this one
                 recent = self._context["recent_messages"][-state.context_turns - 1 : -1]
-                ranked = await self.compiled.classifier.classify(text, state.candidates, recent)
+                ranked = await self.compiled.classifier.classify_in_context(text, state.candidates, recent)
             else:
                 ranked = await self.compiled.classifier.classify(text, state.candidates)
             self._classified = True

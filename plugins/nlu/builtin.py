@@ -115,13 +115,19 @@ class BuiltinClassifier(IntentClassifier):
             best[owner] = max(best[owner], score)
         return [score / 100.0 for score in best]
 
-    async def classify(
-        self, text: str, candidates: Sequence[str], recent: Sequence[str] = ()
+    async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
+        """Score every known candidate; a pattern match is 1.0, ties are broken by example similarity."""
+        return self._ranked(text, candidates, ())
+
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], recent: Sequence[str]
     ) -> list[IntentScore]:
-        """Score every known candidate; a pattern match is 1.0, ties are broken by example similarity.
-        With ``recent`` (context_aware), each intent also scores on the earlier messages and this one
-        read together, at ``CONTEXT_WEIGHT``: "large" after "I want a pizza" still reads as an order,
-        but a message that says something by itself outranks what the conversation said before."""
+        """As ``classify``, and each intent also scores on the earlier messages and this one read together,
+        at ``CONTEXT_WEIGHT``: "large" after "I want a pizza" still reads as an order, but a message that
+        says something by itself outranks what the conversation said before."""
+        return self._ranked(text, candidates, recent)
+
+    def _ranked(self, text: str, candidates: Sequence[str], recent: Sequence[str]) -> list[IntentScore]:
         key = tuple(candidates)
         found = self._candidates.get(key)
         if found is None:

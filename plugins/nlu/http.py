@@ -118,9 +118,13 @@ class HttpClassifier(IntentClassifier):
                 raise MalformedAnswer("the body is not JSON") from exc
         return parse_answer(payload, candidates)
 
-    async def classify(
-        self, text: str, candidates: Sequence[str], recent: Sequence[str] = ()
+    async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
+        return await self.classify_in_context(text, candidates, ())
+
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], recent: Sequence[str]
     ) -> list[IntentScore]:
+        """The service's answer; ``recent`` (a context_aware state) travels as the body's ``context``."""
         try:
             return await self._ask(text, candidates, recent)
         except TimeoutError:
@@ -130,7 +134,7 @@ class HttpClassifier(IntentClassifier):
         except (aiohttp.ClientError, KeyError, MalformedAnswer) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         log.warning("NLU service %s failed (%s); using the builtin classifier", self.config.url, reason)
-        return await self._fallback.classify(text, candidates, recent)
+        return await self._fallback.classify_in_context(text, candidates, recent)
 
 
 @hookimpl
