@@ -225,6 +225,9 @@ async def test_error_handling_replies_and_goes_to_the_kinds_target(engine: Execu
         await engine.catalogue.publish_document(calling(url, HANDLING), make_default=True)
         reply = await send(engine, "c1", "check")
         assert texts(reply) == ["The service is down (call).", "Try again later."]
+        events = await engine.store.history(TENANT, "c1", limit=100)
+        taken = [e["data"] for e in events if e["type"] == "transition" and e["data"]["from"] == "call"]
+        assert taken == [{"from": "call", "to": "later", "index": 1}]  # after the state's own one
         status["code"] = 404  # a kind with no entry of its own: default
         reply = await send(engine, "c1", "check")
         assert texts(reply) == ["Something went wrong.", "Passing you to a person."]
@@ -272,3 +275,17 @@ async def test_error_handling_covers_network_errors_and_yields_to_own_transition
 def test_bad_error_handling_is_refused(handling: dict[str, Any], pointer: str, says: str) -> None:
     found = problems(calling("http://127.0.0.1:9", handling))
     assert any(p.startswith(pointer) and says in m for p, m in found), found
+
+
+def test_error_handling_is_drawn_after_the_state_s_own_transitions() -> None:
+    from mcp_engine.flow.graph import graph_data
+    from mcp_engine.registry import default_registry
+
+    registry = default_registry()
+    flow_model = validate_data(calling("http://127.0.0.1:9", HANDLING), registry).raise_for_errors()
+    edges = [e for e in graph_data(flow_model, registry)["edges"] if e["state"] == "call"]
+    assert [(e["transition"], e["target"], e["lines"][0]) for e in edges] == [
+        (0, "st_fine", "integration_success"),
+        (1, "st_later", "integration_error: http_5xx"),  # numbered as the turn's transition events
+        (2, "st_handoff", "integration_error"),
+    ]
