@@ -514,8 +514,9 @@ def serve(flows_dir: Path | None, host: str, default_flow: str | None) -> None:
     from mcp_engine.logs import configure_logging
     from mcp_engine.serve import run as run_server
 
-    configure_logging(os.environ.get("MCP_LOG_FORMAT"))
+    settings = EngineSettings()
+    configure_logging(os.environ.get("MCP_LOG_FORMAT"), service=settings.service_name)
     try:
-        sys.exit(run_server(EngineSettings(), host, flows_dir, default_flow))
+        sys.exit(run_server(settings, host, flows_dir, default_flow))
     except EngineError as exc:
         raise click.ClickException(exc.message) from exc

@@ -24,6 +24,12 @@ class EngineSettings(BaseSettings):
     context_lock_timeout_ms: int = Field(5_000, ge=1, alias="CONTEXT_LOCK_TIMEOUT_MS")
     rules_backend: Literal["python", "durable"] = Field("python", alias="MCP_RULES_BACKEND")
     max_message_bytes: int = Field(64 * 1024, ge=1, alias="MCP_MAX_MESSAGE_BYTES")
+    max_user_profile_bytes: int = Field(
+        16 * 1024,
+        ge=1,
+        alias="MCP_MAX_USER_PROFILE_BYTES",
+        description="A conversation's user_profile, as JSON",
+    )
     event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
     timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")
     compiled_flow_cache: int = Field(2_000, ge=1, alias="MCP_COMPILED_FLOW_CACHE")
@@ -53,8 +59,21 @@ class EngineSettings(BaseSettings):
     enable_ab_testing: bool = Field(
         True, alias="ENABLE_AB_TESTING", description="Allocate new runs to running experiments' variants"
     )
+    enable_flow_versioning: bool = Field(
+        True,
+        alias="ENABLE_FLOW_VERSIONING",
+        description="A run stays on the version it started with; off: every conversation moves to the "
+        "published version at its next turn",
+    )
     enable_visual_designer: bool = Field(
         True, alias="ENABLE_VISUAL_DESIGNER", description="serve's /playground page (off: 404)"
+    )
+    service_name: str = Field(
+        "mcp-engine",
+        min_length=1,
+        max_length=100,
+        alias="SERVICE_NAME",
+        description="Names this deployment in every log record and in the mcp_engine_info metric",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", alias="MCP_EVENT_LOOP", description="serve's event loop; asyncio where uvloop is missing"

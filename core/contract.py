@@ -88,11 +88,14 @@ class Classification:
     ``intent_match`` works in any state); the global handlers' intents are always added. ``threshold``:
     None for the flow's ``settings.confidence_threshold``. ``fallback_intent``: the intent taken when the
     best one scores below the threshold (None: keep the best one, and ``low_confidence`` holds).
+    ``context_turns``: how many of the conversation's earlier messages a classifier that reads context
+    (``IntentClassifier.reads_context``) sees with the message (0: none).
     """
 
     candidates: tuple[str, ...] | None = None
     threshold: float | None = None
     fallback_intent: str | None = None
+    context_turns: int = 0
 
 
 class StateType(Plugin):
@@ -143,6 +146,13 @@ class StateType(Plugin):
         """Answer by itself when no transition held after ``receive`` and the state stays (a re-prompt,
         a retry prompt): return True. False (the default) lets the no-match handler answer."""
         return False
+
+    def implied_transitions(self) -> Sequence[Mapping[str, Any]]:
+        """Transitions the state's configuration implies, as a document writes them (``{"condition",
+        "condition_value", "target_state", "actions"}``), tried after the state's own in this order, and
+        compiled with them once per flow version (the integration state's ``error_handling``). None by
+        default. Their targets and templates are checked through ``references`` like the config's."""
+        return ()
 
     async def resume(self, turn: TurnView) -> bool:
         """Ask again when a digression that interrupted the state ends (SPEC §5: a ``resume`` handler):
@@ -249,9 +259,21 @@ class IntentClassifier(Plugin):
         self.config = config
         self.services = services
 
+    reads_context: ClassVar[bool] = False
+    """True when the classifier implements ``classify_in_context``: in a state with ``context_aware`` it is
+    then called with the conversation's earlier messages. A classifier that leaves this False is called
+    with the message alone (``classify``), as ever, and the engine keeps no messages for it."""
+
     async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
         """Ranked scores (highest first) among ``candidates`` (intent names); may be empty."""
         raise NotImplementedError(f"classifier '{self.name}' does not implement classify()")
+
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+    ) -> list[IntentScore]:
+        """``classify`` in a ``context_aware`` state: ``recent`` are the conversation's messages before this
+        one, oldest first. Called only when ``reads_context`` is True; the default ignores them."""
+        return await self.classify(text, candidates)
 
 
 class EventSink(Plugin):

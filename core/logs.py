@@ -45,21 +45,39 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message key=value ...`` (the ``extra`` fields appended)."""
+    """``time level [service] logger: message key=value ...`` (the ``extra`` fields appended)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        service = getattr(record, "service", None)
+        if service is not None:
+            line = line.replace(f" {record.name}: ", f" [{service}] {record.name}: ", 1)
+        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and k != "service")
         return f"{line} {extra}" if extra else line
 
 
-def configure_logging(fmt: str | None, level: int = logging.INFO) -> None:
-    """Send every ``mcp_engine`` record to stderr in ``fmt`` ("json" or text); replaces earlier handlers."""
+class ServiceName(logging.Filter):
+    """Stamps every record with the deployment's ``SERVICE_NAME`` (a ``service`` field in JSON lines)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        return True
+
+
+def configure_logging(fmt: str | None, level: int = logging.INFO, service: str | None = None) -> None:
+    """Send every ``mcp_engine`` record to stderr in ``fmt`` ("json" or text), each stamped with
+    ``service`` (``SERVICE_NAME``) when given; replaces earlier handlers."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if (fmt or "").lower() == "json" else TextFormatter())
+    if service is not None:
+        handler.addFilter(ServiceName(service))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

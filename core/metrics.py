@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 # Turns take ~1 ms on the embedded store and up to seconds with a slow integration.
 TURN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -62,9 +69,11 @@ class FlowMetrics:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, service: str = "mcp-engine") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
+        # ``mcp_engine_info{service="..."} 1``: which deployment (SERVICE_NAME) a scrape came from
+        Info("mcp_engine", "The engine's service name (SERVICE_NAME)", registry=r).info({"service": service})
         self.turn_latency = Histogram(
             "mcp_turn_latency_seconds",
             "Turn latency, lock to reply",

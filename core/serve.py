@@ -56,7 +56,7 @@ class EngineServer:
         self.flows_dir = flows_dir
         self.default_flow = default_flow
         self.grace_s = grace_s
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.service_name)
         self.engine = ExecutionService(
             open_store(settings), settings=settings, services=services, metrics=self.metrics
         )
@@ -80,6 +80,7 @@ class EngineServer:
         log.info("plugins: %s", plugin_summary(engine.registry.describe()))
         log.info("rules backend: %s", settings.rules_backend)
         log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
+        log.info("service: %s; %s", settings.service_name, feature_summary(settings))
         if auth.mode == "off":
             log.warning(AUTH_OFF_WARNING)
         log.info("metrics: /metrics is %s (MCP_METRICS)", settings.metrics_mode)
@@ -218,6 +219,16 @@ async def _set_default(
         choice = flow_ids[0]
     await engine.catalogue.set_default_flow(tenant_id, choice)
     log.info("tenant %s: default flow %s", tenant_id, choice)
+
+
+def feature_summary(settings: EngineSettings) -> str:
+    """The feature switches as serve logs them at start: ``A/B testing on, flow versioning off, ...``."""
+    switches = {
+        "A/B testing": settings.enable_ab_testing,
+        "flow versioning": settings.enable_flow_versioning,
+        "visual designer": settings.enable_visual_designer,
+    }
+    return ", ".join(f"{name} {'on' if on else 'off'}" for name, on in switches.items())
 
 
 def plugin_summary(rows: list[dict[str, str]]) -> str:

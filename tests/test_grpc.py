@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiohttp import web
 from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -367,3 +368,48 @@ async def test_reflection_lists_and_describes_the_service(client: Client) -> Non
     names = {service.name for service in answers[0].list_services_response.service}
     assert {"mcp.v2.MCPEngine", "grpc.health.v1.Health"} <= names
     assert answers[1].file_descriptor_response.file_descriptor_proto  # the proto itself is served
+
+
+# --- user_profile and hints -------------------------------------------------------------------------
+
+
+async def test_user_profile_is_merged_and_shown_in_the_state(
+    client: Client, engine: ExecutionService
+) -> None:
+    await engine.catalogue.publish_document(
+        flow("w", {"w": wait(on("any_input", "w"))}, flow_id="profile", tenant_id=TENANT)
+    )
+    profile = json_format.ParseDict({"name": "Ada", "tier": "gold", "address": {"city": "Oslo"}}, Struct())
+    await client.send("u1", "hi", flow="profile", user_profile=profile)
+    patch = json_format.ParseDict({"tier": None, "address": {"zip": "0150"}}, Struct())
+    await client.send("u1", "again", flow="profile", user_profile=patch)
+    await client.send("u1", "unset changes nothing", flow="profile")
+    state = await client.state("u1")
+    expected = {"name": "Ada", "address": {"city": "Oslo", "zip": "0150"}}
+    assert json_format.MessageToDict(state.user_profile) == expected
+    assert (await client.context("u1"))["user_profile"] == expected
+
+
+async def test_bad_user_profile_and_priority_are_invalid_argument(
+    client: Client, engine: ExecutionService
+) -> None:
+    huge = json_format.ParseDict({"notes": "x" * (engine.settings.max_user_profile_bytes + 1)}, Struct())
+    error = await refused(
+        client.send("u2", "hi", flow="pizza", user_profile=huge),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_argument",
+    )
+    assert "user_profile" in (error.details() or "")
+    request = mcp_pb2.ProcessMessageRequest(
+        conversation_id="u2",
+        content=mcp_pb2.MessageContent(text="hi"),
+        hints=mcp_pb2.ProcessingHints(force_flow="pizza", priority="urgent"),
+    )
+    error = await refused(
+        client.stub.ProcessMessage(request, metadata=client.metadata),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_argument",
+    )
+    assert "hints.priority" in (error.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError):  # nothing of the refused turns was stored
+        await client.state("u2")

@@ -144,3 +144,17 @@ async def test_missing_secret_falls_back_without_calling(nlu: tuple[FakeNlu, str
         await services.close()
     assert scores[0].name == "help"
     assert fake.requests == []
+
+
+async def test_context_aware_sends_the_earlier_messages(nlu: tuple[FakeNlu, str], services: Services) -> None:
+    fake, url = nlu
+    classifier = make(url, services)
+    assert classifier.reads_context
+    await classifier.classify_in_context("make it large", ["order_pizza"], ["a pizza", "hello"])
+    await classifier.classify("make it large", ["order_pizza"])
+    (with_context, _), (alone, _) = fake.requests
+    assert with_context["context"] == ["a pizza", "hello"]
+    assert "context" not in alone
+    fake.mode = "error"  # the builtin fallback reads the context too
+    ranked = await classifier.classify_in_context("make it large", ["order_pizza"], ["two pizzas"])
+    assert ranked[0] == IntentScore("order_pizza", 0.9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -65,6 +66,7 @@ async def test_start_reports_loads_flows_and_serves_both_protocols(
         assert "action " in out
         assert "rules backend: python" in out
         assert "event loop: uvloop" in out  # MCP_EVENT_LOOP's default
+        assert "service: mcp-engine; A/B testing on, flow versioning on, visual designer on" in out
         assert "AUTH IS OFF" in out
         assert "broken.json skipped" in out
         assert "flows: 4 published" in out
@@ -170,3 +172,26 @@ def test_the_production_store_is_refused_clearly() -> None:
     settings = EngineSettings.model_validate({"POSTGRES_URI": "postgresql://127.0.0.1/x"})
     with pytest.raises(EngineError, match="PostgreSQL \\+ Redis store not available yet"):
         open_store(settings)
+
+
+async def test_service_name_and_switches_in_logs_and_metrics(tmp_path: Path) -> None:
+    env = {
+        "SERVICE_NAME": "chat-prod",
+        "MCP_LOG_FORMAT": "json",
+        "ENABLE_AB_TESTING": "false",
+        "ENABLE_FLOW_VERSIONING": "false",
+        "ENABLE_VISUAL_DESIGNER": "false",
+    }
+    with serve(tmp_path, env=env) as served:
+        served.wait_for('"message":"serving REST')
+        records = [json.loads(line) for line in served.output().splitlines() if line.startswith("{")]
+        assert records
+        assert all(record["service"] == "chat-prod" for record in records)
+        messages = [record["message"] for record in records]
+        assert "service: chat-prod; A/B testing off, flow versioning off, visual designer off" in messages
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{served.base}/metrics") as response:
+                assert 'mcp_engine_info{service="chat-prod"} 1.0' in await response.text()
+            async with http.get(f"{served.base}/playground") as response:
+                assert response.status == 404
+        assert await asyncio.to_thread(served.terminate) == 0

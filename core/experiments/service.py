@@ -144,25 +144,26 @@ class ExperimentService:
     # --- the turn -------------------------------------------------------------------------------
 
     async def new_run(
-        self, tenant_id: str, flow_id: str, user_id: str, conversation_id: str
+        self, tenant_id: str, flow_id: str, user_id: str, conversation_id: str, fresh: bool = False
     ) -> tuple[CompiledFlow, Assignment | None]:
         """The compiled flow a new run of ``flow_id`` uses, and its variant when an experiment runs on
-        the flow; allocated by ``user_id``, else by ``conversation_id``."""
+        the flow; allocated by ``user_id``, else by ``conversation_id``. ``fresh``: the flow version is
+        read from the store, not the catalogue's caches (the ``bypass_cache`` hint)."""
         if not self.enabled:
-            return await self.catalogue.published(tenant_id, flow_id), None
+            return await self.catalogue.published(tenant_id, flow_id, fresh), None
         published, running = await self.store.published_with_experiment(tenant_id, flow_id)
         key = (tenant_id, flow_id)
         if running is None:
             self._running.pop(key, None)
-            return await self.catalogue.compiled_published(tenant_id, flow_id, published), None
+            return await self.catalogue.compiled_published(tenant_id, flow_id, published, fresh), None
         active = self._running.get(key)
         if active is None or active.experiment_id != running:
             active = self._running[key] = ActiveExperiment.of(await self.get(tenant_id, running))
         arm = active.choose(user_id or conversation_id)
         if arm.flow_version is None:
-            compiled = await self.catalogue.compiled_published(tenant_id, flow_id, published)
+            compiled = await self.catalogue.compiled_published(tenant_id, flow_id, published, fresh)
         else:
-            compiled = await self.catalogue.version(tenant_id, flow_id, arm.flow_version)
+            compiled = await self.catalogue.version(tenant_id, flow_id, arm.flow_version, fresh)
         return compiled, Assignment(running, arm, "user" if user_id else "conversation")
 
     async def _derived_document(self, tenant_id: str, flow_id: str, version: str) -> dict[str, Any] | None:

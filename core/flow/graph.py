@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from mcp_engine.flow.models import Action, Flow, Transition
+from mcp_engine.flow.models import Action, Flow, State, Transition
 from mcp_engine.registry import Registry
 
 NodeKind = Literal["start", "state", "end", "global", "flow", "missing"]
@@ -118,6 +118,19 @@ def _links(action: Action, registry: Registry) -> tuple[list[str], list[str]]:
     return [r.value for r in refs if r.kind == "flow"], [r.value for r in refs if r.kind == "state"]
 
 
+def _implied(name: str, state: State, registry: Registry) -> list[Transition]:
+    """The transitions a state's config implies (``StateType.implied_transitions``), drawn after its own
+    and numbered after them, as the turn numbers them."""
+    cls = registry.state_types.get(state.type)
+    if cls is None:
+        return []
+    try:
+        plugin = cls(name, cls.Config.model_validate(state.config))
+        return [Transition.model_validate(t) for t in plugin.implied_transitions()]
+    except ValidationError:  # a flow with errors is still drawn, without these
+        return []
+
+
 def build_graph(flow: Flow, registry: Registry) -> Graph:
     """Every state, transition, global handler and sub-flow link of ``flow`` as nodes and edges."""
     ids = _Ids()
@@ -147,7 +160,7 @@ def build_graph(flow: Flow, registry: Registry) -> Graph:
         ends = state_type is not None and state_type.ends_run
         nodes.append(Node(source, (name, state.type), "end" if ends else "state", name))
         link_sub_flows(source, state.entry_actions)
-        for index, transition in enumerate(state.transitions):
+        for index, transition in enumerate([*state.transitions, *_implied(name, state, registry)]):
             target = ids.get("st", transition.target_state)
             edges.append(Edge(source, target, condition_label(transition), state=name, transition=index))
             link_sub_flows(source, transition.actions)

@@ -89,10 +89,10 @@ class FlowCatalogue:
 
     # --- tenants --------------------------------------------------------------------------------
 
-    async def tenant(self, tenant_id: str) -> Tenant | None:
-        """The tenant's settings, at most ``TENANT_CACHE_S`` old."""
+    async def tenant(self, tenant_id: str, fresh: bool = False) -> Tenant | None:
+        """The tenant's settings, at most ``TENANT_CACHE_S`` old (``fresh``: read from the store now)."""
         cached = self._tenants.get(tenant_id)
-        if cached is not None and cached[0] > self._clock():
+        if cached is not None and cached[0] > self._clock() and not fresh:
             return cached[1]
         tenant = await self.store.get_tenant(tenant_id)
         self._tenants[tenant_id] = (self._clock() + TENANT_CACHE_S, tenant)
@@ -171,12 +171,13 @@ class FlowCatalogue:
         return grant_problems(result, document, await self.scope(tenant_id), source)
 
     async def create(
-        self, tenant_id: str, document: dict[str, Any]
+        self, tenant_id: str, document: dict[str, Any], source: Source | None = None
     ) -> tuple[FlowVersion, ValidationResult, bool]:
         """Validate in the tenant's view and store a draft version: the stored version, the validation
         (its warnings), and whether this exact version was stored already. ``FlowValidationError`` lists
-        every problem; ``VersionExists`` when the version is stored with other content."""
-        result = await self.validate(tenant_id, document)
+        every problem (with its line when ``source`` has the document's text); ``VersionExists`` when the
+        version is stored with other content."""
+        result = await self.validate(tenant_id, document, source)
         flow = result.raise_for_errors()
         existed = await self.store.get_flow_version(tenant_id, flow.flow_id, flow.version) is not None
         return await self.store.save_flow_version(tenant_id, document), result, existed
@@ -226,18 +227,21 @@ class FlowCatalogue:
 
     # --- resolving (the turn) -------------------------------------------------------------------
 
-    async def published(self, tenant_id: str, flow_id: str) -> CompiledFlow:
+    async def published(self, tenant_id: str, flow_id: str, fresh: bool = False) -> CompiledFlow:
         """The compiled published version. The store is asked every time (another engine on the same
-        store may publish), but only for the version's name: the document is in the compiled flow."""
+        store may publish), but only for the version's name: the document is in the compiled flow.
+        ``fresh`` (the turn's ``bypass_cache`` hint): every lookup goes to the store, as in ``version``."""
         return await self.compiled_published(
-            tenant_id, flow_id, await self.store.published_version(tenant_id, flow_id)
+            tenant_id, flow_id, await self.store.published_version(tenant_id, flow_id), fresh
         )
 
-    async def compiled_published(self, tenant_id: str, flow_id: str, version: str | None) -> CompiledFlow:
+    async def compiled_published(
+        self, tenant_id: str, flow_id: str, version: str | None, fresh: bool = False
+    ) -> CompiledFlow:
         """The compiled published version, its name already looked up (None: there is none)."""
         if version is None:
             raise FlowNotFound(f"flow '{flow_id}' has no published version", {"flow_id": flow_id})
-        return await self.version(tenant_id, flow_id, version)
+        return await self.version(tenant_id, flow_id, version, fresh)
 
     async def prepare(
         self, tenant_id: str, flow_id: str, version: str, validated: ValidationResult
@@ -246,16 +250,30 @@ class FlowCatalogue:
         compiles it in this process."""
         return await self._compiled((tenant_id, flow_id, version), _named(validated, version))
 
-    async def version(self, tenant_id: str, flow_id: str, version: str) -> CompiledFlow:
-        """A compiled version (a run's pinned one, a sub-flow's), if the tenant may still run it."""
-        compiled = await self._compiled((tenant_id, flow_id, version))
+    async def version(self, tenant_id: str, flow_id: str, version: str, fresh: bool = False) -> CompiledFlow:
+        """A compiled version (a run's pinned one, a sub-flow's), if the tenant may still run it.
+        ``fresh``: the document and the tenant's settings are read from the store again, and the version
+        compiled again if its document changed there (deleted and created again by another process)."""
+        key = (tenant_id, flow_id, version)
+        compiled = await (self._recompiled(key) if fresh else self._compiled(key))
         await self.scope(tenant_id)  # the grants its plugins see, at most TENANT_CACHE_S old
         if compiled.needs:
-            await self._check_enabled(tenant_id, compiled)
+            await self._check_enabled(tenant_id, compiled, fresh)
         return compiled
 
-    async def _check_enabled(self, tenant_id: str, compiled: CompiledFlow) -> None:
-        tenant = await self.tenant(tenant_id)
+    async def _recompiled(self, key: Key) -> CompiledFlow:
+        """The version as the store holds it now; the cached one when its flow is unchanged."""
+        result = await self._validated(key)
+        cached = self._flows.pop(key, None)
+        if cached is not None:
+            if cached.flow == result.flow:
+                self._flows[key] = cached
+                return cached
+            cached.close()
+        return await self._compiled(key, result)
+
+    async def _check_enabled(self, tenant_id: str, compiled: CompiledFlow, fresh: bool = False) -> None:
+        tenant = await self.tenant(tenant_id, fresh)
         enabled = tenant.enabled_plugins if tenant is not None else None
         for need in compiled.needs:
             if not enables(enabled, need.provider):

@@ -22,7 +22,7 @@ from mcp_engine.errors import InvalidInput
 from mcp_engine.expressions.evaluate import compile_expression
 from mcp_engine.expressions.parser import parse
 from mcp_engine.flow.models import Action as ActionModel
-from mcp_engine.flow.models import Flow, State
+from mcp_engine.flow.models import Flow, State, Transition
 from mcp_engine.registry import PluginUse, Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
@@ -55,6 +55,7 @@ class CompiledState:
     threshold: float
     fallback_intent: str | None  # taken below the threshold
     timeout_ms: int | None  # the server-side timeout armed on entry
+    context_turns: int = 0  # earlier messages a context-reading classifier sees here (context_aware)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class CompiledFlow:
     evaluators: list[Evaluator] = field(default_factory=list)
     needs: tuple[PluginUse, ...] = ()  # the third-party plugins it uses: each must be enabled to run
     size_bytes: int = 0  # the memory it holds, estimated: what the catalogue's cache bounds
+    context_turns: int = 0  # the most any state's classifier looks back: the turn keeps that many messages
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -120,6 +122,8 @@ def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Ser
         compiled.states[name] = _compile_state(flow, name, state, registry, backend, assets, handler_intents)
         compiled.evaluators.append(compiled.states[name].evaluator)
     compiled.size_bytes = BYTES_PER_DOCUMENT_BYTE * len(flow.model_dump_json())
+    if classifier.reads_context:
+        compiled.context_turns = max((s.context_turns for s in compiled.states.values()), default=0)
     return compiled
 
 
@@ -149,6 +153,10 @@ def _compile_state(
         raise InvalidInput(f"state type '{state.type}' is not installed")
     plugin = cls(name, cls.Config.model_validate(state.config))
     plugin.prepare(assets)
+    implied = [Transition.model_validate(t) for t in plugin.implied_transitions()]
+    if implied:  # compiled as if the document had them last (the flow itself stays as written)
+        state = state.model_copy(update={"transitions": [*state.transitions, *implied]})
+        flow = flow.model_copy(update={"states": {**flow.states, name: state}})
     ruleset = compile_state(flow, name, registry, plugin)
     transitions = [
         CompiledTransition(t.target_state, _actions(t.actions, registry, assets)) for t in state.transitions
@@ -182,4 +190,5 @@ def _compile_state(
         threshold=flow.settings.confidence_threshold if threshold is None else threshold,
         fallback_intent=classification.fallback_intent,
         timeout_ms=plugin.timeout_ms(),
+        context_turns=classification.context_turns,
     )

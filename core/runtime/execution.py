@@ -26,6 +26,7 @@ from mcp_engine.errors import (
     PayloadTooLarge,
 )
 from mcp_engine.experiments.allocation import EXPOSURE, Assignment, mark_turn
+from mcp_engine.experiments.merge_patch import merge_patch
 from mcp_engine.experiments.service import ExperimentService
 from mcp_engine.flow.limits import limits_of
 from mcp_engine.registry import Registry, default_registry
@@ -59,6 +60,7 @@ class InboundMessage:
     user_id: str = ""
     channel: str = "default"
     metadata: dict[str, str] = field(default_factory=dict)
+    user_profile: dict[str, Any] | None = None  # an RFC 7386 merge patch onto the conversation's profile
 
 
 @dataclass
@@ -150,9 +152,12 @@ class ExecutionService:
             )
         message_id = message.metadata.get("message_id") or None
         timeout = self.settings.context_lock_timeout_ms / 1000
+        fresh = hints is not None and hints.bypass_cache
         waiting = time.perf_counter()
         try:
-            async with self.store.begin_turn(tenant_id, conversation_id, message_id, timeout) as start:
+            async with self.store.begin_turn(
+                tenant_id, conversation_id, message_id, timeout, fresh=fresh
+            ) as start:
                 if metrics is not None:
                     began = time.perf_counter() - waiting
                     metrics.lock_wait.observe(began)
@@ -236,6 +241,7 @@ class ExecutionService:
         deadline: float | None = None,
     ) -> tuple[Turn, dict[str, Any]]:
         force = hints.force_flow if hints else None
+        fresh = hints is not None and hints.bypass_cache
         context = conversation.context if conversation else None
         before = _snapshot(context) if context else {}
         # force_flow naming the flow the run started with goes on with the run, inside a sub-flow too
@@ -247,11 +253,11 @@ class ExecutionService:
             )
             user_id = message.user_id or (context.get("user_id", "") if context else "")
             compiled, assignment = await self.experiments.new_run(
-                tenant_id, flow_id, user_id, conversation_id
+                tenant_id, flow_id, user_id, conversation_id, fresh
             )
         else:
             assert context is not None
-            compiled = await self.catalogue.version(tenant_id, context["flow_id"], context["flow_version"])
+            compiled = await self._current_version(tenant_id, context, fresh)
         if context is None:
             context = new_context(tenant_id, conversation_id, message.user_id, message.channel, compiled.flow)
         elif new_run:
@@ -262,6 +268,8 @@ class ExecutionService:
             context["user_id"] = message.user_id
         if message.channel:  # templates follow the channel of the current message (SPEC §3)
             context["channel"] = message.channel
+        if message.user_profile is not None:
+            context["user_profile"] = self._merged_profile(context.get("user_profile"), message.user_profile)
         limit = compiled.flow.settings.max_message_chars
         if len(message.text) > limit:
             raise InvalidInput(
@@ -277,7 +285,7 @@ class ExecutionService:
             compiled,
             context,
             event,
-            lambda ref: self._resolve(tenant_id, ref),
+            lambda ref: self._resolve(tenant_id, ref, fresh),
             ends,
             now=self.services.now(),
             metrics=self.metrics,
@@ -299,11 +307,36 @@ class ExecutionService:
         context["updated_at"] = time.time()
         return turn, before
 
-    async def _resolve(self, tenant_id: str, reference: str) -> CompiledFlow:
+    def _merged_profile(self, profile: Any, patch: dict[str, Any]) -> dict[str, Any]:
+        """The conversation's ``user_profile`` with the message's merged in (RFC 7386: ``null`` removes
+        a key), bounded by ``MCP_MAX_USER_PROFILE_BYTES``."""
+        merged: dict[str, Any] = merge_patch(profile if isinstance(profile, dict) else {}, patch)
+        limit = self.settings.max_user_profile_bytes
+        if len(orjson.dumps(merged)) > limit:
+            raise InvalidInput(
+                f"the user_profile would be larger than {limit} bytes (MCP_MAX_USER_PROFILE_BYTES)",
+                {"field": "user_profile", "limit": limit},
+            )
+        return merged
+
+    async def _current_version(self, tenant_id: str, context: dict[str, Any], fresh: bool) -> CompiledFlow:
+        """The version the conversation's run goes on with: the one it started on (SPEC §6), or with
+        ``ENABLE_FLOW_VERSIONING`` off the published one, so a publish moves every conversation at its
+        next turn (a run in an experiment keeps its variant's version)."""
+        flow_id, version = context["flow_id"], context["flow_version"]
+        if self.settings.enable_flow_versioning or context["run"].get("variant"):
+            return await self.catalogue.version(tenant_id, flow_id, version, fresh)
+        compiled = await self.catalogue.published(tenant_id, flow_id, fresh)
+        context["flow_version"] = compiled.flow.version
+        return compiled
+
+    async def _resolve(self, tenant_id: str, reference: str, fresh: bool = False) -> CompiledFlow:
+        """A sub-flow (``flow_id``: its published version) or a pinned flow to return to (``flow@version``;
+        the published one with ``ENABLE_FLOW_VERSIONING`` off)."""
         flow_id, _, version = reference.partition("@")
-        if version:
-            return await self.catalogue.version(tenant_id, flow_id, version)
-        return await self.catalogue.published(tenant_id, flow_id)
+        if version and self.settings.enable_flow_versioning:
+            return await self.catalogue.version(tenant_id, flow_id, version, fresh)
+        return await self.catalogue.published(tenant_id, flow_id, fresh)
 
     def _reply(self, turn: Turn, before: dict[str, Any], started: float) -> dict[str, Any]:
         messages = [m.to_dict() for m in turn.messages]

@@ -202,6 +202,10 @@ class Turn:
             self.record(
                 "message_in", {"text": event.get("text", ""), "attributes": event.get("attributes", {})}
             )
+            if self.compiled.context_turns:  # a flow with context_aware states keeps its last messages
+                recent = self._context.setdefault("recent_messages", [])
+                recent.append(str(event.get("text", "")))
+                del recent[: -self.compiled.context_turns - 1]
         else:  # an event (a timeout): recorded like a message, so a history shows where each turn began
             self.record("event_in", {"event": event.get("type"), "text": event.get("text", "")})
         if self._context["run"]["completed"]:
@@ -237,7 +241,11 @@ class Turn:
         if not text.strip():
             return False
         if state.candidates:
-            ranked = await self.compiled.classifier.classify(text, state.candidates)
+            if state.context_turns and self.compiled.context_turns:  # the earlier messages, not this one
+                recent = self._context["recent_messages"][-state.context_turns - 1 : -1]
+                ranked = await self.compiled.classifier.classify_in_context(text, state.candidates, recent)
+            else:
+                ranked = await self.compiled.classifier.classify(text, state.candidates)
             self._classified = True
             self.scores = {score.name: round(score.confidence, 4) for score in ranked}
             if not ranked:

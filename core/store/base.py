@@ -356,12 +356,20 @@ class Store(Protocol):
         ...
 
     def begin_turn(
-        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        message_id: str | None,
+        timeout_s: float,
+        *,
+        fresh: bool = False,
     ) -> AbstractAsyncContextManager[TurnStart]:
         """A turn's start in one step: hold the lock (as ``lock``), then the stored reply of ``message_id``
         if it was processed already, else the conversation (as ``reply_for`` and ``load``). The lock is
         released when the block ends, or earlier by a successful ``TurnStart.commit``. This is the turn's
-        hot path: the production store makes it one Redis round trip, and the commit one more."""
+        hot path: the production store makes it one Redis round trip, and the commit one more.
+        ``fresh`` (the ``bypass_cache`` hint): read the conversation from the durable store, never from a
+        cache (a store without one reads it there anyway)."""
         ...
 
 

@@ -196,14 +196,20 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
 
     @asynccontextmanager
     async def begin_turn(
-        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        message_id: str | None,
+        timeout_s: float,
+        *,
+        fresh: bool = False,
     ) -> AsyncIterator[TurnStart]:
         """This process's queue for the conversation, then one Redis round trip (idempotency record, lock,
-        cached context); PostgreSQL only on a cache miss."""
+        cached context); PostgreSQL only on a cache miss, or always when ``fresh``."""
         deadline = time.monotonic() + timeout_s
         async with self._local.hold(tenant_id, conversation_id, timeout_s):
             held, start = await self._begin(
-                tenant_id, conversation_id, message_id, max(0.0, deadline - time.monotonic())
+                tenant_id, conversation_id, message_id, max(0.0, deadline - time.monotonic()), fresh
             )
             try:
                 yield start
@@ -212,7 +218,7 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
                     await held.release()
 
     async def _begin(
-        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float, fresh: bool
     ) -> tuple[HeldLock | None, TurnStart]:
         """The Redis lock (None when the message was processed already) and what the turn starts from.
         Only the store's own calls map an outage to ``StoreUnavailable``: an ``OSError`` of the turn
@@ -222,7 +228,7 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
             held = began.held
             if held is None:
                 return None, LoadedTurn(self, reply=orjson.loads(began.reply or b"null"))
-            if began.cached is not False:
+            if began.cached is not False and not fresh:
                 return held, _LockedTurn(self, held, began.cached)
             try:
                 conversation, replies = await self._refresh(tenant_id, conversation_id)

@@ -372,8 +372,15 @@ class SQLiteStore(ExperimentRows):
         return self._locks.hold(tenant_id, conversation_id, timeout_s)
 
     def begin_turn(
-        self, tenant_id: str, conversation_id: str, message_id: str | None, timeout_s: float
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        message_id: str | None,
+        timeout_s: float,
+        *,
+        fresh: bool = False,
     ) -> AbstractAsyncContextManager[TurnStart]:
+        """``fresh`` changes nothing here: the file is the only copy, read every turn."""
         return begin_turn_in_steps(self, tenant_id, conversation_id, message_id, timeout_s)
 
     # plumbing

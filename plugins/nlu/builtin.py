@@ -82,8 +82,12 @@ class _Candidates:
         self.owners = [i for i, intent in enumerate(self.intents) for _ in intent.examples]
 
 
+CONTEXT_WEIGHT = 0.9  # what the earlier messages count for, against the message alone
+
+
 class BuiltinClassifier(IntentClassifier):
     name = "builtin"
+    reads_context = True
     Config = BuiltinConfig
     description = "Regex patterns (confidence 1.0) and fuzzy similarity to examples (rapidfuzz)."
 
@@ -113,20 +117,42 @@ class BuiltinClassifier(IntentClassifier):
 
     async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
         """Score every known candidate; a pattern match is 1.0, ties are broken by example similarity."""
+        return self._ranked(text, candidates, ())
+
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+    ) -> list[IntentScore]:
+        """As ``classify``, and each intent also scores on the earlier messages and this one read together,
+        at ``CONTEXT_WEIGHT``: "large" after "I want a pizza" still reads as an order, but a message that
+        says something by itself outranks what the conversation said before."""
+        return self._ranked(text, candidates, recent)
+
+    def _ranked(self, text: str, candidates: Sequence[str], recent: Sequence[str]) -> list[IntentScore]:
         key = tuple(candidates)
         found = self._candidates.get(key)
         if found is None:
             found = self._candidates[key] = _Candidates(self._prepared, key)
-        ranked: list[tuple[float, float, int, str]] = []
-        similarities = self._similarities(normalise(text), found)
-        for position, (name, intent, similarity) in enumerate(
-            zip(found.names, found.intents, similarities, strict=True)
-        ):
-            confidence = 1.0 if any(p.search(text) for p in intent.patterns) else similarity
-            if confidence > self._min_score:
-                ranked.append((-confidence, -similarity, position, name))
-        ranked.sort()
+        scores = self._scores(text, found)
+        if recent:
+            window = self._scores(" ".join([*recent, text]), found)
+            scores = [
+                max(own, (conf * CONTEXT_WEIGHT, sim * CONTEXT_WEIGHT))
+                for own, (conf, sim) in zip(scores, window, strict=True)
+            ]
+        ranked = sorted(
+            (-confidence, -similarity, position, name)
+            for position, (name, (confidence, similarity)) in enumerate(zip(found.names, scores, strict=True))
+            if confidence > self._min_score
+        )
         return [IntentScore(name, round(-negated, 4)) for negated, _, _, name in ranked]
+
+    def _scores(self, text: str, found: _Candidates) -> list[tuple[float, float]]:
+        """(confidence, similarity) of each candidate: a pattern match is confidence 1.0."""
+        similarities = self._similarities(normalise(text), found)
+        return [
+            (1.0 if any(p.search(text) for p in intent.patterns) else similarity, similarity)
+            for intent, similarity in zip(found.intents, similarities, strict=True)
+        ]
 
 
 @hookimpl

@@ -82,6 +82,7 @@ def parse_answer(payload: Any, candidates: Sequence[str]) -> list[IntentScore]:
 
 class HttpClassifier(IntentClassifier):
     name = "http"
+    reads_context = True
     Config = HttpConfig
     description = "Asks an external NLU service over HTTP; falls back to the builtin classifier."
 
@@ -94,16 +95,18 @@ class HttpClassifier(IntentClassifier):
             for name, intent in intents.items()
         }
 
-    def _body(self, text: str, candidates: Sequence[str]) -> dict[str, Any]:
+    def _body(self, text: str, candidates: Sequence[str], recent: Sequence[str]) -> dict[str, Any]:
         body: dict[str, Any] = {"text": text, "candidates": list(candidates)}
+        if recent:  # a context_aware state: the conversation's earlier messages, oldest first
+            body["context"] = list(recent)
         if self.config.send_intents:
             body["intents"] = {n: self._intent_docs[n] for n in candidates if n in self._intent_docs}
         return body
 
-    async def _ask(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
+    async def _ask(self, text: str, candidates: Sequence[str], recent: Sequence[str]) -> list[IntentScore]:
         headers = resolve_headers(self.config.headers, self.services.env)
         async with self.services.http().post(
-            self.config.url, json=self._body(text, candidates), headers=headers, timeout=self._timeout
+            self.config.url, json=self._body(text, candidates, recent), headers=headers, timeout=self._timeout
         ) as response:
             if response.status >= 300:
                 raise aiohttp.ClientResponseError(
@@ -116,8 +119,14 @@ class HttpClassifier(IntentClassifier):
         return parse_answer(payload, candidates)
 
     async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
+        return await self.classify_in_context(text, candidates, ())
+
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+    ) -> list[IntentScore]:
+        """The service's answer; ``recent`` (a context_aware state) travels as the body's ``context``."""
         try:
-            return await self._ask(text, candidates)
+            return await self._ask(text, candidates, recent)
         except TimeoutError:
             reason = f"no answer within {self.config.timeout_ms} ms"
         except aiohttp.ClientResponseError as exc:
@@ -125,7 +134,7 @@ class HttpClassifier(IntentClassifier):
         except (aiohttp.ClientError, KeyError, MalformedAnswer) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         log.warning("NLU service %s failed (%s); using the builtin classifier", self.config.url, reason)
-        return await self._fallback.classify(text, candidates)
+        return await self._fallback.classify_in_context(text, candidates, recent)
 
 
 @hookimpl

@@ -1,12 +1,13 @@
 """``integration``: calls a declared integration and stores its mapped result."""
 
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_engine import FlowAssets, Reference, RetryPolicy, StateType, TurnView, hookimpl
 from mcp_engine.plugins.integrations.mapping import compile_response_mapping
+from mcp_engine.plugins.states.error_handling import ErrorHandling, handler_references, handler_transitions
 
 MAPPING_TARGETS = ("variables.", "slots.", "user_profile.")
 
@@ -51,6 +52,11 @@ class IntegrationCall(BaseModel):
 class IntegrationStateConfig(IntegrationCall):
     timeout_ms: int | None = Field(None, ge=1, le=120_000, description="Overrides the integration's")
     retry_config: RetryPolicy | None = Field(None, description="Overrides the integration's retry_policy")
+    error_handling: ErrorHandling = Field(
+        default_factory=dict,
+        description="Per error kind (timeout, http_4xx, ...; 'default' for any other): a reply and the "
+        "state to go to when the call fails so and none of the state's own transitions takes it",
+    )
 
 
 class IntegrationState(StateType):
@@ -61,6 +67,10 @@ class IntegrationState(StateType):
     @classmethod
     def references(cls, config: IntegrationStateConfig) -> Iterator[Reference]:
         yield from IntegrationCall.call_references(config)
+        yield from handler_references(config.error_handling)
+
+    def implied_transitions(self) -> Sequence[Mapping[str, Any]]:
+        return handler_transitions(self.config.error_handling)
 
     def prepare(self, assets: FlowAssets) -> None:
         from mcp_engine.plugins.integrations.calls import PreparedCall

@@ -1,10 +1,14 @@
 """``intent``: classifies the message among its candidate intents."""
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_engine import Classification, Flow, Reference, StateType, hookimpl
+
+DEFAULT_CONTEXT_TURNS = 3
+MAX_CONTEXT_TURNS = 20
 
 
 class IntentConfig(BaseModel):
@@ -16,6 +20,27 @@ class IntentConfig(BaseModel):
         None, ge=0.0, le=1.0, description="Overrides settings.confidence_threshold"
     )
     fallback_intent: str | None = Field(None, description="The intent taken below the threshold")
+    context_aware: bool | Annotated[int, Field(ge=1, le=MAX_CONTEXT_TURNS)] = Field(
+        False,
+        description="The classifier also sees the conversation's earlier messages: true for the last "
+        f"{DEFAULT_CONTEXT_TURNS}, or how many (1..{MAX_CONTEXT_TURNS}); a classifier that does not read "
+        "context classifies the message alone",
+    )
+
+    @field_validator("context_aware", mode="before")
+    @classmethod
+    def _flag_or_count(cls, value: object) -> object:
+        if isinstance(value, bool) or (isinstance(value, int) and 1 <= value <= MAX_CONTEXT_TURNS):
+            return value
+        raise ValueError(
+            f"context_aware is true, false, or how many earlier messages (1..{MAX_CONTEXT_TURNS})"
+        )
+
+    @property
+    def context_turns(self) -> int:
+        if self.context_aware is True:
+            return DEFAULT_CONTEXT_TURNS
+        return int(self.context_aware)  # False is 0
 
 
 class IntentState(StateType):
@@ -27,7 +52,10 @@ class IntentState(StateType):
     def classification(self, flow: Flow) -> Classification:
         config: IntentConfig = self.config
         return Classification(
-            tuple(config.intent_patterns or flow.intents), config.confidence_threshold, config.fallback_intent
+            tuple(config.intent_patterns or flow.intents),
+            config.confidence_threshold,
+            config.fallback_intent,
+            config.context_turns,
         )
 
     @classmethod

@@ -2,9 +2,10 @@
 
 from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_engine import FlowAssets, Reference, StateType, TurnView, hookimpl
+from mcp_engine.plugins.states.personalization import Personalization, VariantChooser, also_true
 
 
 class ResponseConfig(BaseModel):
@@ -15,6 +16,22 @@ class ResponseConfig(BaseModel):
     response_type: str = Field("text", description="Travels to the channel as a message attribute")
     typing_indicator: bool = False
     delay_ms: int | None = Field(None, ge=0, le=60_000, description="A hint for the channel; never slept")
+    personalization: Personalization | None = Field(
+        None,
+        description="Template variants chosen by a user_profile field; true (the seed's flag) is the same "
+        "as leaving it out: templates read user_profile wherever they name it",
+        json_schema_extra=also_true,
+    )
+
+    @field_validator("personalization", mode="before")
+    @classmethod
+    def _seed_flag(cls, value: object) -> object:
+        if value is False:
+            raise ValueError(
+                "personalization cannot be turned off: a template reads user_profile only where it names "
+                "it ({{ user_profile.name }}), so write the templates without it"
+            )
+        return None if value is True else value
 
 
 class ResponseState(StateType):
@@ -24,6 +41,10 @@ class ResponseState(StateType):
 
     def prepare(self, assets: FlowAssets) -> None:
         self.templates = ChannelTemplates(self.config.response_templates, assets)
+        personalization = self.config.personalization
+        self.chooser = (
+            None if personalization is None else VariantChooser(personalization, assets, ChannelTemplates)
+        )
 
     async def enter(self, turn: TurnView) -> None:
         attributes = {"response_type": self.config.response_type}
@@ -31,11 +52,14 @@ class ResponseState(StateType):
             attributes["typing_indicator"] = "true"
         if self.config.delay_ms is not None:
             attributes["delay_ms"] = str(self.config.delay_ms)
-        self.templates.emit(turn, **attributes)
+        templates = self.chooser.choose(turn.context) if self.chooser is not None else None
+        (templates or self.templates).emit(turn, **attributes)
 
     @classmethod
     def references(cls, config: ResponseConfig) -> Iterator[Reference]:
-        return template_references(config.response_templates)
+        yield from template_references(config.response_templates)
+        if config.personalization is not None:
+            yield from config.personalization.references()
 
 
 class ChannelTemplates:

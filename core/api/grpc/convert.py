@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 
 from mcp_engine.api.grpc import mcp_pb2
@@ -40,6 +41,9 @@ def inbound(request: mcp_pb2.ProcessMessageRequest) -> tuple[InboundMessage, Hin
         user_id=request.user_id,
         channel=request.channel,
         metadata=dict(request.metadata),
+        user_profile=json_format.MessageToDict(request.user_profile)
+        if request.HasField("user_profile")
+        else None,
     )
     hints = Hints(
         force_flow=request.hints.force_flow or None,
@@ -83,8 +87,9 @@ def process_reply(reply: Mapping[str, Any]) -> mcp_pb2.ProcessMessageResponse:
 
 def state_reply(context: Mapping[str, Any]) -> mcp_pb2.GetStateResponse:
     """A conversation's stored context as ``GetStateResponse`` (the whole context in ``context``)."""
-    struct = Struct()
+    struct, profile = Struct(), Struct()
     struct.update(context)
+    profile.update(context.get("user_profile") or {})
     return mcp_pb2.GetStateResponse(
         conversation_id=context["conversation_id"],
         current_state=context["current_state"],
@@ -92,4 +97,5 @@ def state_reply(context: Mapping[str, Any]) -> mcp_pb2.GetStateResponse:
         flow_version=context["flow_version"],
         context=struct,
         ab_variant=(context.get("run") or {}).get("variant", ""),
+        user_profile=profile,
     )

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10mcp/v2/mcp.proto\x12\x06mcp.v2\x1a\x1cgoogle/protobuf/struct.proto\"\xa6\x02\n\x15ProcessMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\'\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x16.mcp.v2.MessageContent\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.mcp.v2.ProcessMessageRequest.MetadataEntry\x12&\n\x05hints\x18\x05 \x01(\x0b\x32\x17.mcp.v2.ProcessingHints\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x0eMessageContent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12:\n\nattributes\x18\x03 \x03(\x0b\x32&.mcp.v2.MessageContent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0fProcessingHints\x12\x10\n\x08priority\x18\x01 \x01(\t\x12\x14\n\x0c\x62ypass_cache\x18\x02 \x01(\x08\x12\x12\n\nforce_flow\x18\x03 \x01(\t\"\x9c\x04\n\x16ProcessMessageResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\rcurrent_state\x18\x02 \x01(\t\x12(\n\x08response\x18\x03 \x01(\x0b\x32\x16.mcp.v2.MessageContent\x12K\n\x0f\x63ontext_updates\x18\x04 \x03(\x0b\x32\x32.mcp.v2.ProcessMessageResponse.ContextUpdatesEntry\x12\x19\n\x11\x61\x63tions_performed\x18\x05 \x03(\t\x12\x1a\n\x12processing_time_ms\x18\x06 \x01(\x05\x12(\n\x08messages\x18\x07 \x03(\x0b\x32\x16.mcp.v2.MessageContent\x12O\n\x11\x63onfidence_scores\x18\x08 \x03(\x0b\x32\x34.mcp.v2.ProcessMessageResponse.ConfidenceScoresEntry\x12\x12\n\nab_variant\x18\t \x01(\t\x12\x0f\n\x07\x66low_id\x18\n \x01(\t\x12\x14\n\x0c\x66low_version\x18\x0b \x01(\t\x1a\x35\n\x13\x43ontextUpdatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x37\n\x15\x43onfidenceScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"=\n\x0fGetStateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\xa7\x01\n\x10GetStateResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\rcurrent_state\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x04 \x01(\t\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nab_variant\x18\x06 \x01(\t\":\n\x0cResetRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\x1e\n\rResetResponse\x12\r\n\x05reset\x18\x01 \x01(\x08\x32\xe9\x01\n\tMCPEngine\x12O\n\x0eProcessMessage\x12\x1d.mcp.v2.ProcessMessageRequest\x1a\x1e.mcp.v2.ProcessMessageResponse\x12I\n\x14GetConversationState\x12\x17.mcp.v2.GetStateRequest\x1a\x18.mcp.v2.GetStateResponse\x12@\n\x11ResetConversation\x12\x14.mcp.v2.ResetRequest\x1a\x15.mcp.v2.ResetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10mcp/v2/mcp.proto\x12\x06mcp.v2\x1a\x1cgoogle/protobuf/struct.proto\"\xd5\x02\n\x15ProcessMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\'\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x16.mcp.v2.MessageContent\x12=\n\x08metadata\x18\x04 \x03(\x0b\x32+.mcp.v2.ProcessMessageRequest.MetadataEntry\x12&\n\x05hints\x18\x05 \x01(\x0b\x32\x17.mcp.v2.ProcessingHints\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12-\n\x0cuser_profile\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x0eMessageContent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12:\n\nattributes\x18\x03 \x03(\x0b\x32&.mcp.v2.MessageContent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0fProcessingHints\x12\x10\n\x08priority\x18\x01 \x01(\t\x12\x14\n\x0c\x62ypass_cache\x18\x02 \x01(\x08\x12\x12\n\nforce_flow\x18\x03 \x01(\t\"\x9c\x04\n\x16ProcessMessageResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\rcurrent_state\x18\x02 \x01(\t\x12(\n\x08response\x18\x03 \x01(\x0b\x32\x16.mcp.v2.MessageContent\x12K\n\x0f\x63ontext_updates\x18\x04 \x03(\x0b\x32\x32.mcp.v2.ProcessMessageResponse.ContextUpdatesEntry\x12\x19\n\x11\x61\x63tions_performed\x18\x05 \x03(\t\x12\x1a\n\x12processing_time_ms\x18\x06 \x01(\x05\x12(\n\x08messages\x18\x07 \x03(\x0b\x32\x16.mcp.v2.MessageContent\x12O\n\x11\x63onfidence_scores\x18\x08 \x03(\x0b\x32\x34.mcp.v2.ProcessMessageResponse.ConfidenceScoresEntry\x12\x12\n\nab_variant\x18\t \x01(\t\x12\x0f\n\x07\x66low_id\x18\n \x01(\t\x12\x14\n\x0c\x66low_version\x18\x0b \x01(\t\x1a\x35\n\x13\x43ontextUpdatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x37\n\x15\x43onfidenceScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"=\n\x0fGetStateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\xd6\x01\n\x10GetStateResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x15\n\rcurrent_state\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x04 \x01(\t\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nab_variant\x18\x06 \x01(\t\x12-\n\x0cuser_profile\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\":\n\x0cResetRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\x1e\n\rResetResponse\x12\r\n\x05reset\x18\x01 \x01(\x08\x32\xe9\x01\n\tMCPEngine\x12O\n\x0eProcessMessage\x12\x1d.mcp.v2.ProcessMessageRequest\x1a\x1e.mcp.v2.ProcessMessageResponse\x12I\n\x14GetConversationState\x12\x17.mcp.v2.GetStateRequest\x1a\x18.mcp.v2.GetStateResponse\x12@\n\x11ResetConversation\x12\x14.mcp.v2.ResetRequest\x1a\x15.mcp.v2.ResetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,29 +42,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROCESSMESSAGERESPONSE_CONFIDENCESCORESENTRY']._loaded_options = None
   _globals['_PROCESSMESSAGERESPONSE_CONFIDENCESCORESENTRY']._serialized_options = b'8\001'
   _globals['_PROCESSMESSAGEREQUEST']._serialized_start=59
-  _globals['_PROCESSMESSAGEREQUEST']._serialized_end=353
-  _globals['_PROCESSMESSAGEREQUEST_METADATAENTRY']._serialized_start=306
-  _globals['_PROCESSMESSAGEREQUEST_METADATAENTRY']._serialized_end=353
-  _globals['_MESSAGECONTENT']._serialized_start=356
-  _globals['_MESSAGECONTENT']._serialized_end=511
-  _globals['_MESSAGECONTENT_ATTRIBUTESENTRY']._serialized_start=462
-  _globals['_MESSAGECONTENT_ATTRIBUTESENTRY']._serialized_end=511
-  _globals['_PROCESSINGHINTS']._serialized_start=513
-  _globals['_PROCESSINGHINTS']._serialized_end=590
-  _globals['_PROCESSMESSAGERESPONSE']._serialized_start=593
-  _globals['_PROCESSMESSAGERESPONSE']._serialized_end=1133
-  _globals['_PROCESSMESSAGERESPONSE_CONTEXTUPDATESENTRY']._serialized_start=1023
-  _globals['_PROCESSMESSAGERESPONSE_CONTEXTUPDATESENTRY']._serialized_end=1076
-  _globals['_PROCESSMESSAGERESPONSE_CONFIDENCESCORESENTRY']._serialized_start=1078
-  _globals['_PROCESSMESSAGERESPONSE_CONFIDENCESCORESENTRY']._serialized_end=1133
-  _globals['_GETSTATEREQUEST']._serialized_start=1135
-  _globals['_GETSTATEREQUEST']._serialized_end=1196
-  _globals['_GETSTATERESPONSE']._serialized_start=1199
-  _globals['_GETSTATERESPONSE']._serialized_end=1366
-  _globals['_RESETREQUEST']._serialized_start=1368
-  _globals['_RESETREQUEST']._serialized_end=1426
-  _globals['_RESETRESPONSE']._serialized_start=1428
-  _globals['_RESETRESPONSE']._serialized_end=1458
-  _globals['_MCPENGINE']._serialized_start=1461
-  _globals['_MCPENGINE']._serialized_end=1694
+  _globals['_PROCESSMESSAGEREQUEST']._serialized_end=400
+  _globals['_PROCESSMESSAGEREQUEST_METADATAENTRY']._serialized_start=353
+  _globals['_PROCESSMESSAGEREQUEST_METADATAENTRY']._serialized_end=400
+  _globals['_MESSAGECONTENT']._serialized_start=403
+  _globals['_MESSAGECONTENT']._serialized_end=558
+  _globals['_MESSAGECONTENT_ATTRIBUTESENTRY']._serialized_start=509
+  _globals['_MESSAGECONTENT_ATTRIBUTESENTRY']._serialized_end=558
+  _globals['_PROCESSINGHINTS']._serialized_start=560
+  _globals['_PROCESSINGHINTS']._serialized_end=637
+  _globals['_PROCESSMESSAGERESPONSE']._serialized_start=640
+  _globals['_PROCESSMESSAGERESPONSE']._serialized_end=1180
+  _globals['_PROCESSMESSAGERESPONSE_CONTEXTUPDATESENTRY']._serialized_start=1070
+  _globals['_PROCESSMESSAGERESPONSE_CONTEXTUPDATESENTRY']._serialized_end=1123
+  _globals['_PROCESSMESSAGERESPONSE_CONFIDENCESCORESENTRY']._serialized_start=1125
+  _globals['_PROCESSMESSAGERESPONSE_CONFIDENCESCORESENTRY']._serialized_end=1180
+  _globals['_GETSTATEREQUEST']._serialized_start=1182
+  _globals['_GETSTATEREQUEST']._serialized_end=1243
+  _globals['_GETSTATERESPONSE']._serialized_start=1246
+  _globals['_GETSTATERESPONSE']._serialized_end=1460
+  _globals['_RESETREQUEST']._serialized_start=1462
+  _globals['_RESETREQUEST']._serialized_end=1520
+  _globals['_RESETRESPONSE']._serialized_start=1522
+  _globals['_RESETRESPONSE']._serialized_end=1552
+  _globals['_MCPENGINE']._serialized_start=1555
+  _globals['_MCPENGINE']._serialized_end=1788
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessMessageRequest(_message.Message):
-    __slots__ = ("tenant_id", "conversation_id", "content", "metadata", "hints", "user_id", "channel")
+    __slots__ = ("tenant_id", "conversation_id", "content", "metadata", "hints", "user_id", "channel", "user_profile")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class ProcessMessageRequest(_message.Message):
     HINTS_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    USER_PROFILE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     conversation_id: str
     content: MessageContent
@@ -31,7 +32,8 @@ class ProcessMessageRequest(_message.Message):
     hints: ProcessingHints
     user_id: str
     channel: str
-    def __init__(self, tenant_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., content: _Optional[_Union[MessageContent, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., hints: _Optional[_Union[ProcessingHints, _Mapping]] = ..., user_id: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+    user_profile: _struct_pb2.Struct
+    def __init__(self, tenant_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., content: _Optional[_Union[MessageContent, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., hints: _Optional[_Union[ProcessingHints, _Mapping]] = ..., user_id: _Optional[str] = ..., channel: _Optional[str] = ..., user_profile: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class MessageContent(_message.Message):
     __slots__ = ("type", "text", "attributes")
@@ -109,20 +111,22 @@ class GetStateRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class GetStateResponse(_message.Message):
-    __slots__ = ("conversation_id", "current_state", "flow_id", "flow_version", "context", "ab_variant")
+    __slots__ = ("conversation_id", "current_state", "flow_id", "flow_version", "context", "ab_variant", "user_profile")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STATE_FIELD_NUMBER: _ClassVar[int]
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     AB_VARIANT_FIELD_NUMBER: _ClassVar[int]
+    USER_PROFILE_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     current_state: str
     flow_id: str
     flow_version: str
     context: _struct_pb2.Struct
     ab_variant: str
-    def __init__(self, conversation_id: _Optional[str] = ..., current_state: _Optional[str] = ..., flow_id: _Optional[str] = ..., flow_version: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ab_variant: _Optional[str] = ...) -> None: ...
+    user_profile: _struct_pb2.Struct
+    def __init__(self, conversation_id: _Optional[str] = ..., current_state: _Optional[str] = ..., flow_id: _Optional[str] = ..., flow_version: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ab_variant: _Optional[str] = ..., user_profile: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ResetRequest(_message.Message):
     __slots__ = ("tenant_id", "conversation_id")

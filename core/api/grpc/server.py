@@ -29,7 +29,7 @@ from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.api.grpc.convert import conversation, inbound, process_reply, state_reply
 from mcp_engine.errors import EngineError, Overloaded
 from mcp_engine.runtime.execution import ExecutionService
-from mcp_engine.runtime.limits import Limiter
+from mcp_engine.runtime.limits import Limiter, priority_of
 
 if TYPE_CHECKING:
     from mcp_engine.metrics import Metrics
@@ -84,7 +84,7 @@ class MCPEngineServicer(mcp_pb2_grpc.MCPEngineServicer):
         async with self._rpc(context) as call:
             message, hints = inbound(request)
             tenant = await self._tenant(request.tenant_id, context)
-            async with self._limiter.slot():
+            async with self._limiter.slot(priority_of(hints.priority)):
                 remaining = context.time_remaining()
                 deadline = None if remaining is None else time.monotonic() + remaining
                 call.in_engine = True

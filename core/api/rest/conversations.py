@@ -15,6 +15,7 @@ from mcp_engine.api.rest.routing import Route
 from mcp_engine.errors import ConversationNotFound
 from mcp_engine.logs import REQUEST_STATE
 from mcp_engine.runtime.execution import Hints, InboundMessage
+from mcp_engine.runtime.limits import priority_of
 
 
 async def send_message(call: Call) -> web.StreamResponse:
@@ -30,9 +31,10 @@ async def send_message(call: Call) -> web.StreamResponse:
         user_id=body.user_id,
         channel=body.channel,
         metadata=body.metadata,
+        user_profile=body.user_profile,
     )
     hints = Hints(body.hints.force_flow, body.hints.priority, body.hints.bypass_cache) if body.hints else None
-    async with call.request.app[LIMITER].slot():
+    async with call.request.app[LIMITER].slot(priority_of(hints.priority if hints else "")):
         reply = await call.engine.process_message(tenant_id, call.path["conversation_id"], message, hints)
     call.request[REQUEST_STATE] = reply["current_state"]  # for the access log line (mcp_engine.logs)
     return json_response(reply)
@@ -50,6 +52,7 @@ async def get_conversation(call: Call) -> web.StreamResponse:
         flow_id=context.get("flow_id"),
         flow_version=context.get("flow_version"),
         ab_variant=(context.get("run") or {}).get("variant", ""),
+        user_profile=context.get("user_profile") or {},
         context=context,
     )
     return model_response(state)

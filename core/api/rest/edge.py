@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from mcp_engine.errors import PermissionDenied
+from mcp_engine.flow.loader import Source
 from mcp_engine.logs import REQUEST_TENANT
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
@@ -56,6 +57,7 @@ class Call:
     path: dict[str, str]
     query: BaseModel | None = None
     body: BaseModel | None = None
+    source: Source | None = None  # a flow document body's text, for the problems' line numbers
 
     @property
     def engine(self) -> ExecutionService:

@@ -79,7 +79,7 @@ async def create_flow(call: Call) -> web.StreamResponse:
     the version exists with other content (versions are immutable); 422 lists every problem."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    stored, result, existed = await call.engine.catalogue.create(tenant_id, document)
+    stored, result, existed = await call.engine.catalogue.create(tenant_id, document, call.source)
     created = models.FlowCreated(**_fields(stored), document=stored.document, problems=_problems(result))
     return model_response(created, 200 if existed else 201)
 
@@ -88,7 +88,7 @@ async def validate_flow(call: Call) -> web.StreamResponse:
     """Every error and warning of the document, as the tenant would get them on create; nothing is stored."""
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
-    result = await call.engine.catalogue.validate(tenant_id, document)
+    result = await call.engine.catalogue.validate(tenant_id, document, call.source)
     return model_response(models.ValidationReport(valid=result.ok, problems=_problems(result)))
 
 
@@ -182,7 +182,7 @@ async def draw_document(call: Call) -> web.StreamResponse:
     document = call.body_as(models.FlowDocument).root
     tenant_id = await _document_tenant(call, document)
     registry = await call.engine.catalogue.view(tenant_id)
-    result = validate_data(document, registry)
+    result = validate_data(document, registry, call.source)
     if result.flow is None:
         raise FlowValidationError(result.problems)
     return await _drawing(result.flow, call.query_as(models.GraphQuery).format, registry)
@@ -198,6 +198,7 @@ ROUTES = (
         "flows",
         {201: models.FlowCreated, 200: models.FlowCreated},
         body=models.FlowDocument,
+        document_body=True,
         errors=(409, 422),
     ),
     Route(
@@ -208,6 +209,7 @@ ROUTES = (
         "flows",
         {200: models.ValidationReport},
         body=models.FlowDocument,
+        document_body=True,
     ),
     Route("GET", "/v2/flows", list_flows, "List the tenant's flows", "flows", {200: models.FlowList}),
     Route("GET", "/v2/flows/{flow_id}", get_flow, "Get a flow", "flows", {200: models.FlowDetail}),
@@ -248,6 +250,7 @@ ROUTES = (
         "flows",
         {200: tuple(GRAPH_MEDIA.values())},
         body=models.FlowDocument,
+        document_body=True,
         query=models.GraphQuery,
         errors=(422, 503),
     ),

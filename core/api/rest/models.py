@@ -125,8 +125,13 @@ class Content(Strict):
 
 class MessageHints(Strict):
     force_flow: FlowId | None = None
-    priority: str = ""
-    bypass_cache: bool = False
+    priority: Literal["", "low", "normal", "high"] = Field(
+        "",
+        description="When the engine is saturated: high waits briefly for the next slot, low is shed first",
+    )
+    bypass_cache: bool = Field(
+        False, description="Read the conversation and its flow version from the durable store, not caches"
+    )
 
 
 class MessageRequest(Strict):
@@ -153,6 +158,10 @@ class MessageRequest(Strict):
         default_factory=dict, description="``message_id`` makes a retry return the stored reply."
     )
     hints: MessageHints | None = None
+    user_profile: dict[str, Any] | None = Field(
+        None,
+        description="Merged into the conversation's user_profile (RFC 7386 merge patch: null removes a key)",
+    )
 
 
 class MessageOut(BaseModel):
@@ -184,6 +193,7 @@ class ConversationState(BaseModel):
     flow_id: str | None
     flow_version: str | None
     ab_variant: str = Field("", description="The A/B variant of the current run, empty outside experiments.")
+    user_profile: dict[str, Any] = Field(default_factory=dict, description="What messages set of the user.")
     context: dict[str, Any]
 
 

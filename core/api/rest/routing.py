@@ -25,6 +25,7 @@ from mcp_engine.api.rest.edge import TENANT_HEADER, Call
 from mcp_engine.api.rest.middleware import invalid
 from mcp_engine.errors import InvalidInput
 from mcp_engine.experiments.models import ExperimentId
+from mcp_engine.flow.loader import Source, parse_document
 from mcp_engine.flow.numbers import MARKERS, nonfinite_pointers
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -42,6 +43,7 @@ PATH_PARAMS: dict[str, Any] = {
 }
 REF = "#/components/schemas/{model}"
 _TEXT_OR_JSON = ("string", "object")  # a non-model body: text, or a JSON object (the document itself)
+YAML_MEDIA = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Route:
     # The body's documented schema when the handler checks the body itself (reporting every problem at
     # once, 422) and ``body`` only takes it as a JSON object: what clients see is the real shape.
     body_schema: type[BaseModel] | None = None
+    # A flow document body: YAML is accepted too (SPEC §2), and its problems carry the body's lines.
+    document_body: bool = False
     path_model: type[BaseModel] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -104,6 +108,17 @@ def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
     return body
 
 
+async def _document_body(model: type[BaseModel], request: web.Request) -> tuple[BaseModel, Source]:
+    """A flow document as JSON or, by its ``Content-Type``, YAML (safe loader, bounded size and aliases),
+    and its text, so the validator's problems can say on which line they are."""
+    raw = await read_body(request)
+    if request.content_type in YAML_MEDIA:
+        body = _parse(model, parse_document(raw, source="the request body"), "body")
+    else:
+        body = _parse_body(model, raw)
+    return body, Source(None, None, raw.decode("utf-8", "replace"))
+
+
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler: check path, query and body against the route's models, then call it."""
 
@@ -112,6 +127,9 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
         if route.path_model is not None:
             path = _parse(route.path_model, dict(request.match_info), "path").model_dump()
         query = _parse(route.query, dict(request.query), "query") if route.query else None
+        if route.document_body and route.body is not None:
+            document, source = await _document_body(route.body, request)
+            return await route.handler(Call(request, path, query, document, source))
         body = _parse_body(route.body, await read_body(request)) if route.body else None
         return await route.handler(Call(request, path, query, body))
 
@@ -173,7 +191,8 @@ def _operation(route: Route, refs: Refs) -> dict[str, Any]:
         operation["description"] = doc
     if route.body is not None:
         schema = {"$ref": refs[(route.body_schema or route.body, "validation")]}
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        media = ["application/json", *(sorted(YAML_MEDIA) if route.document_body else ())]
+        operation["requestBody"] = {"required": True, "content": {m: {"schema": schema} for m in media}}
     if route.access != "public":
         operation["security"] = [{"bearer": []}] if route.access == "admin" else [{"bearer": []}, {}]
     for status, content in route.ok.items():
