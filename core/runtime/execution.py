@@ -86,7 +86,11 @@ class ExecutionService:
             GrantBook(self.settings),
         )
         self.sinks = SinkFanout(
-            self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
+            self.registry,
+            self.services,
+            self.settings.event_sinks,
+            self.catalogue.tenant,
+            self.catalogue.outbound_session,
         )
         self.experiments = ExperimentService(
             store,
