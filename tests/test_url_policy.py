@@ -8,6 +8,7 @@ and at call time on the resolved address, on every redirect; ``file://`` is a 42
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,19 @@ async def test_every_connection_and_every_redirect_is_checked(engine_server: Eng
         anyone = (await catalogue.scope("anyone")).http()  # the kit's loopback grant: not the engine's ports
         with pytest.raises(aiohttp.ClientConnectorError, match="would reach the engine's own port"):
             await anyone.get(f"http://127.0.0.1:{engine_server.grpc_port}/")
+
+
+async def test_the_outbound_webhook_is_checked_on_delivery_too(
+    engine_server: EngineServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook stored before the policy (or by another path) still cannot reach a refused address."""
+    engine = engine_server.engine
+    hook = f"http://127.0.0.1:{engine_server.http_port}/v2/tenants/victim/keys"
+    await engine.catalogue.put_tenant(Tenant("hooked", outbound_webhook=hook))
+    failures = engine.sinks.failures
+    with caplog.at_level(logging.WARNING, logger="mcp_engine.runtime.sinks"):
+        await engine.sinks.deliver_outbound("hooked", "c-1", [{"type": "text", "text": "reminder"}])
+        await engine.sinks.drain()
+    assert engine.sinks.failures == failures + 1
+    assert "refused by the engine's URL policy" in caplog.text
+    assert await engine.store.list_api_keys("victim") == []

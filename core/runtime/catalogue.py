@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
+
 from mcp_engine.errors import FlowNotFound, InvalidInput, PluginNotEnabled, UrlRefused
 from mcp_engine.flow.limits import FlowLimits
 from mcp_engine.flow.loader import Source
@@ -112,6 +114,10 @@ class FlowCatalogue:
         else:
             scope.update(grants)
         return scope
+
+    async def outbound_session(self, tenant_id: str) -> aiohttp.ClientSession:
+        """The session every request made for the tenant goes through (its flows' calls, its webhook)."""
+        return (await self.scope(tenant_id)).http()
 
     async def check_webhook(self, tenant_id: str, url: str) -> None:
         """``UrlRefused`` (422) when the tenant's URL policy refuses ``url`` as its outbound webhook."""

@@ -96,7 +96,11 @@ class ExecutionService:
             limits=limits_of(self.settings),
         )
         self.sinks = SinkFanout(
-            self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
+            self.registry,
+            self.services,
+            self.settings.event_sinks,
+            self.catalogue.tenant,
+            self.catalogue.outbound_session,
         )
         self.experiments = ExperimentService(
             store,

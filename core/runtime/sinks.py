@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from mcp_engine.contract import EventSink, Services
@@ -34,9 +35,11 @@ class SinkFanout:
         services: Services,
         names: str,
         tenant: Callable[[str], Awaitable[Tenant | None]],
+        outbound: Callable[[str], Awaitable[aiohttp.ClientSession]],
     ) -> None:
         self.services = services
         self._tenant = tenant  # where a tenant's outbound webhook is looked up
+        self._outbound = outbound  # the tenant's session: its URL policy checks each connection
         self.sinks: list[EventSink] = []
         for name in (n.strip() for n in names.split(",") if n.strip()):
             cls = registry.event_sinks.get(name)
@@ -84,9 +87,9 @@ class SinkFanout:
         if tenant is None or not tenant.outbound_webhook:
             return
         payload = {"tenant_id": tenant_id, "conversation_id": conversation_id, "messages": messages}
-        self._spawn(self._post(tenant.outbound_webhook, payload))
+        self._spawn(self._post(await self._outbound(tenant_id), tenant.outbound_webhook, payload))
 
-    async def _post(self, url: str, payload: dict[str, Any]) -> None:
+    async def _post(self, session: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> None:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(WEBHOOK_ATTEMPTS),
@@ -95,7 +98,7 @@ class SinkFanout:
                 reraise=True,
             ):
                 with attempt:
-                    async with self.services.http().post(url, json=payload) as response:
+                    async with session.post(url, json=payload) as response:
                         response.raise_for_status()
         except Exception as exc:
             self.failures += 1
