@@ -36,17 +36,22 @@ def turn_budget(deadline: float) -> Iterator[None]:
         _deadline.reset(token)
 
 
-@contextmanager
-def at_most(seconds: float) -> Iterator[None]:
+class at_most:  # a class, not @contextmanager: entered on every render, it costs a third as much
     """Narrow the budget inside the block to ``seconds`` from now (a template render's own bound); a
     ``TurnOverrun`` in it is the block's, unless ``check()`` still raises once the block is left."""
-    ends = time.monotonic() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(ends if outer is None else min(outer, ends))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        ends = time.monotonic() + self._seconds
+        outer = _deadline.get()
+        self._token = _deadline.set(ends if outer is None or ends < outer else outer)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _deadline.reset(self._token)
 
 
 def check() -> None:
