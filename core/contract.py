@@ -22,6 +22,7 @@ from mcp_engine.errors import EngineError
 from mcp_engine.flow.models import (
     ERROR_KINDS,
     FLOW_ID_PATTERN,
+    CircuitBreaker,
     Flow,
     Integration,
     Intent,
@@ -463,6 +464,19 @@ class TurnView(Protocol):
         ...
 
 
+class CircuitGuard(Protocol):
+    """A circuit breaker (``Services.breaker``): ask before a call, report after it."""
+
+    async def allow(self) -> bool:
+        """Whether the call may go through now; False: fail it at once (error kind ``circuit_open``)."""
+        ...
+
+    async def record(self, ok: bool) -> None:
+        """Report how the call ``allow`` let through went: ``ok`` False for a timeout, a network error or
+        a 5xx (the service's health), True for anything else."""
+        ...
+
+
 class Services(Protocol):
     """The engine's shared resources, made once per engine and closed with it: what a plugin may reach
     beyond its turn. Deliberately narrow: no store, no other conversation, no engine internals."""
@@ -476,6 +490,12 @@ class Services(Protocol):
 
     def now(self) -> float:
         """The engine's clock, in epoch seconds (a test may set it)."""
+        ...
+
+    def breaker(self, scope: tuple[str, ...], label: str, policy: CircuitBreaker) -> CircuitGuard:
+        """The circuit breaker of ``scope`` (e.g. ``("model", url)``), shared by every engine process on
+        the production store; ``label`` names it in metrics. Ask for it once (at compile time), not per
+        call."""
         ...
 
     async def write_events(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -540,6 +560,8 @@ __all__ = [
     "ERROR_KINDS",
     "FLOW_ID_PATTERN",
     "Action",
+    "CircuitBreaker",
+    "CircuitGuard",
     "Classification",
     "ConditionType",
     "EngineError",

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from mcp_engine.runtime.breaker import STATE_VALUES, BreakerState
 
 # Turns take ~1 ms on the embedded store and up to seconds with a slow integration.
 TURN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -105,6 +114,18 @@ class Metrics:
             ["integration", "outcome"],
             registry=r,
             buckets=TURN_BUCKETS,
+        )
+        self.breaker_state = Gauge(
+            "mcp_circuit_breaker_state",
+            "Circuit breaker state as last seen by this process: 0 closed, 1 half-open, 2 open",
+            ["integration"],
+            registry=r,
+        )
+        self.breaker_rejected = Counter(
+            "mcp_circuit_breaker_rejected",
+            "Calls an open circuit breaker failed at once (circuit_open)",
+            ["integration"],
+            registry=r,
         )
         self.run_completions = Counter(
             "mcp_run_completions", "Runs that reached an end state", ["flow"], registry=r
@@ -202,6 +223,12 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(float(data.get("latency_ms") or 0) / 1000)
+
+    def breaker_observed(self, label: str, state: BreakerState, rejected: bool) -> None:
+        """A breaker's decision (``BreakerObserver``): its state, and a call it rejected."""
+        self.breaker_state.labels(label).set(STATE_VALUES[state])
+        if rejected:
+            self.breaker_rejected.labels(label).inc()
 
     def render(self) -> bytes:
         """Everything in the Prometheus text exposition format."""

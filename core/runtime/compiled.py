@@ -26,6 +26,7 @@ from mcp_engine.flow.models import Flow, State
 from mcp_engine.registry import PluginUse, Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
+from mcp_engine.runtime.breaker import GuardedClient
 from mcp_engine.runtime.templates import TemplateEngine
 
 
@@ -108,7 +109,10 @@ def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Ser
         client_cls = registry.integration_clients.get(integration.type)
         if client_cls is None:
             raise InvalidInput(f"integration client '{integration.type}' is not installed")
-        integrations[integration_id] = client_cls(integration, services)
+        scope = ("integration", flow.tenant_id, flow.flow_id, integration_id)
+        breaker = services.breaker(scope, integration_id, integration.circuit_breaker)
+        client = client_cls(integration, services)
+        integrations[integration_id] = GuardedClient(client, breaker, integration_id)
     compiled = CompiledFlow(flow, {}, classifier, integrations, templates)
     handler_intents = tuple(flow.global_handlers.intents)
     for name, state in flow.states.items():

@@ -75,6 +75,7 @@ class ExecutionService:
         self.settings = settings or EngineSettings()
         self.services = services or EngineServices()
         self.services.keep_events_in(store.record_events)
+        self.services.breakers.observer = metrics
         self.catalogue = FlowCatalogue(
             store,
             self.registry,
@@ -94,6 +95,7 @@ class ExecutionService:
 
     async def start(self) -> None:
         await self.store.open()
+        self.services.breakers.store = self.store.breaker_store()
 
     async def close(self) -> None:
         await self.sinks.close()

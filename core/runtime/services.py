@@ -1,8 +1,8 @@
 """The engine's ``Services`` (``mcp_engine.Services``): what plugins share, made once per engine.
 
-One HTTP client session, the environment (secrets), a clock, and a way to append analytics events to the
-engine's own store; closed with the engine. A plugin reaches them through the ``services`` it was given,
-and nothing else of the engine: the store itself is never handed out.
+One HTTP client session, the environment (secrets), a clock, circuit breakers, and a way to append
+analytics events to the engine's own store; closed with the engine. A plugin reaches them through the
+``services`` it was given, and nothing else of the engine: the store itself is never handed out.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from typing import Any
 
 import aiohttp
 
+from mcp_engine.flow.models import CircuitBreaker
+from mcp_engine.runtime.breaker import Breaker, BreakerBoard
+
 EventWriter = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
@@ -23,6 +26,7 @@ class EngineServices:
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
         self._events: EventWriter | None = None
+        self.breakers = BreakerBoard(clock)
 
     def http(self) -> aiohttp.ClientSession:
         """The engine's shared aiohttp session, opened on first use inside the running event loop."""
@@ -35,6 +39,9 @@ class EngineServices:
 
     def now(self) -> float:
         return self._clock()
+
+    def breaker(self, scope: tuple[str, ...], label: str, policy: CircuitBreaker) -> Breaker:
+        return self.breakers.breaker(scope, label, policy)
 
     def keep_events_in(self, writer: EventWriter) -> None:
         """Where ``write_events`` appends: the engine's store (``Store.record_events``)."""

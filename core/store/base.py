@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
 from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, UnstorableData
+
+if TYPE_CHECKING:
+    from mcp_engine.runtime.breaker import BreakerStore
 
 FlowStatus = Literal["draft", "published"]
 ExperimentStatus = Literal["draft", "running", "stopped"]
@@ -200,6 +203,11 @@ class Store(Protocol):
 
     async def ready(self) -> bool:
         """The store answers (readiness)."""
+        ...
+
+    def breaker_store(self) -> BreakerStore:
+        """Where circuit breakers keep their state, once the store is open: in this process, or shared
+        by every engine process on the store."""
         ...
 
     # tenants

@@ -47,6 +47,7 @@ from mcp_engine.store.postgres_pool import (
 )
 from mcp_engine.store.postgres_schema import SCHEMA_NAME, migrate
 from mcp_engine.store.postgres_turns import conflict, write_turn
+from mcp_engine.store.redis_breaker import RedisBreakerStore
 from mcp_engine.store.redis_parts import HeldLock, RedisParts, milliseconds
 
 log = logging.getLogger(__name__)
@@ -350,6 +351,11 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
                     raise
             else:
                 await held.__aexit__(None, None, None)
+
+    def breaker_store(self) -> RedisBreakerStore:
+        if self._redis_client is None:
+            raise RuntimeError("ProductionStore is not open")
+        return RedisBreakerStore(self._redis_client, self.key_prefix)
 
     def _parts(self) -> RedisParts:
         if self._redis is None:

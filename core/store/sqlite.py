@@ -24,6 +24,7 @@ import aiosqlite
 import orjson
 
 from mcp_engine.errors import ConcurrentUpdate, FlowNotFound, InvalidInput, UnstorableData, VersionExists
+from mcp_engine.runtime.breaker import LocalBreakerStore
 from mcp_engine.store.base import (
     ApiKey,
     Conversation,
@@ -79,6 +80,7 @@ class SQLiteStore(ExperimentRows):
         self._commits = _Batches(self._run_commits)
         self._reads = _Batches(self._run_reads)
         self._next_purge = 0.0
+        self._breakers = LocalBreakerStore()
 
     async def open(self) -> None:
         """Connect and migrate; a no-op when already open."""
@@ -103,6 +105,10 @@ class SQLiteStore(ExperimentRows):
         except (sqlite3.Error, ValueError):
             return False
         return True
+
+    def breaker_store(self) -> LocalBreakerStore:
+        """One engine process per file: its breakers live in that process."""
+        return self._breakers
 
     # tenants
     async def put_tenant(self, tenant: Tenant) -> None:
