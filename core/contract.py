@@ -253,6 +253,13 @@ class IntentClassifier(Plugin):
         """Ranked scores (highest first) among ``candidates`` (intent names); may be empty."""
         raise NotImplementedError(f"classifier '{self.name}' does not implement classify()")
 
+    async def classify_in_context(
+        self, text: str, candidates: Sequence[str], context: Mapping[str, Any]
+    ) -> list[IntentScore]:
+        """What the turn calls: ``classify``, for a classifier that also reads the conversation's
+        ``context`` (user_profile, recent_messages, ...; read it, never change it). The default ignores it."""
+        return await self.classify(text, candidates)
+
 
 class EventSink(Plugin):
     """Receives the events of every turn (SPEC §8). Delivery never blocks or fails a turn."""
@@ -319,6 +326,7 @@ class IntegrationRequest:
     backoff_ms: int
     retry_on: tuple[str, ...]  # error kinds that are retried; http_4xx never is
     deadline: float  # time.monotonic() after which no attempt may start (the turn's deadline)
+    integration_id: str = ""  # the integration's id in the flow (what the Adaptor Service is told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +482,11 @@ class CircuitGuard(Protocol):
     async def record(self, ok: bool) -> None:
         """Report how the call ``allow`` let through went: ``ok`` False for a timeout, a network error or
         a 5xx (the service's health), True for anything else."""
+        ...
+
+    async def call(self, client: IntegrationClient, request: IntegrationRequest) -> IntegrationResult:
+        """``client.call(request)`` behind this breaker: ``allow``, the call, ``record`` of its result; an
+        open breaker answers at once with the error kind ``circuit_open``."""
         ...
 
 

@@ -106,8 +106,8 @@ async def test_secret_header_is_resolved_per_call_and_never_logged(
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
-        ("slow", "within 100 ms"),
-        ("error", "status 500"),
+        ("slow", "timeout: no answer within 0.1 s"),
+        ("error", "http_5xx: HTTP 500"),
         ("malformed", "not JSON"),
         ("wrong_shape", "confidence"),
     ],

@@ -140,6 +140,18 @@ class Breaker:
         state = await self.board.store.record(self.key, self.policy, ok, self.board.now_ms())
         self._observe(state, False)
 
+    async def call(self, client: IntegrationClient, request: IntegrationRequest) -> IntegrationResult:
+        if not await self.allow():
+            return IntegrationResult(
+                ok=False,
+                error="circuit_open",
+                message=f"the circuit breaker of '{self.label}' is open: the call was not made",
+                attempts=0,
+            )
+        result = await client.call(request)
+        await self.record(result.ok or result.error not in FAILURE_KINDS)
+        return result
+
     def _observe(self, state: BreakerState, rejected: bool) -> None:
         if self.board.observer is not None:
             self.board.observer.breaker_observed(self.label, state, rejected)
@@ -150,18 +162,9 @@ class GuardedClient(IntegrationClient):
 
     name = "guarded"
 
-    def __init__(self, client: IntegrationClient, breaker: CircuitGuard, label: str) -> None:
+    def __init__(self, client: IntegrationClient, breaker: CircuitGuard) -> None:
         super().__init__(client.integration, client.services)
-        self.client, self.breaker, self.label = client, breaker, label
+        self.client, self.breaker = client, breaker
 
     async def call(self, request: IntegrationRequest) -> IntegrationResult:
-        if not await self.breaker.allow():
-            return IntegrationResult(
-                ok=False,
-                error="circuit_open",
-                message=f"the circuit breaker of '{self.label}' is open: the call was not made",
-                attempts=0,
-            )
-        result = await self.client.call(request)
-        await self.breaker.record(result.ok or result.error not in FAILURE_KINDS)
-        return result
+        return await self.breaker.call(self.client, request)

@@ -112,7 +112,7 @@ def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Ser
         scope = ("integration", flow.tenant_id, flow.flow_id, integration_id)
         breaker = services.breaker(scope, integration_id, integration.circuit_breaker)
         client = client_cls(integration, services)
-        integrations[integration_id] = GuardedClient(client, breaker, integration_id)
+        integrations[integration_id] = GuardedClient(client, breaker)
     compiled = CompiledFlow(flow, {}, classifier, integrations, templates)
     handler_intents = tuple(flow.global_handlers.intents)
     for name, state in flow.states.items():

@@ -66,6 +66,15 @@ def remember(items: list[Any], item: Any) -> None:
         del items[: len(items) - HISTORY_KEEP]
 
 
+def keep_message(context: dict[str, Any], keep: int, role: str, text: str) -> None:
+    """Remember a message in ``recent_messages`` (the last ``keep``, for model calls); 0 keeps none."""
+    if keep:
+        messages = context.setdefault("recent_messages", [])
+        messages.append({"role": role, "text": text})
+        if len(messages) > keep:
+            del messages[: len(messages) - keep]
+
+
 def namespace(context: dict[str, Any], event: dict[str, Any] | None, failed: bool = False) -> dict[str, Any]:
     """The names of SPEC §4's expression language (and of templates) over the context; ``failed``: the
     current state called ``TurnView.fail`` (``slot_filling.exhausted``)."""

@@ -22,7 +22,7 @@ from mcp_engine.contract import (
 )
 from mcp_engine.flow.models import Flow
 from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
-from mcp_engine.runtime.context import namespace, remember
+from mcp_engine.runtime.context import keep_message, namespace, remember
 from mcp_engine.runtime.handlers import (
     Owner,
     error_state,
@@ -131,6 +131,7 @@ class Turn:
     def emit(self, text: str, type: str = "text", **attributes: str) -> None:
         message = OutboundMessage(text, type, {k: str(v) for k, v in attributes.items()})
         self.messages.append(message)
+        keep_message(self._context, self.flow.settings.history_messages, "assistant", text)
         self.record("message_out", {"text": text, "type": type, "attributes": message.attributes})
 
     def record(self, event_type: str, data: dict[str, Any]) -> None:
@@ -197,6 +198,9 @@ class Turn:
             self.record(
                 "message_in", {"text": event.get("text", ""), "attributes": event.get("attributes", {})}
             )
+            keep_message(
+                self._context, self.flow.settings.history_messages, "user", str(event.get("text", ""))
+            )
         else:  # an event (a timeout): recorded like a message, so a history shows where each turn began
             self.record("event_in", {"event": event.get("type"), "text": event.get("text", "")})
         if self._context["run"]["completed"]:
@@ -232,7 +236,7 @@ class Turn:
         if not text.strip():
             return False
         if state.candidates:
-            ranked = await self.compiled.classifier.classify(text, state.candidates)
+            ranked = await self.compiled.classifier.classify_in_context(text, state.candidates, self._context)
             self._classified = True
             self.scores = {score.name: round(score.confidence, 4) for score in ranked}
             if not ranked:
@@ -256,7 +260,7 @@ class Turn:
         if not self._context["return_stack"]:
             return False
         for owner, names in inherited_intents(await self._owners(), state):
-            ranked = await owner.compiled.classifier.classify(text, names)
+            ranked = await owner.compiled.classifier.classify_in_context(text, names, self._context)
             if not ranked or ranked[0].confidence < owner.compiled.flow.settings.confidence_threshold:
                 continue
             best = ranked[0]

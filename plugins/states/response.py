@@ -1,10 +1,12 @@
-"""``response``: renders one template (by channel, else ``default``, else the first) and emits it."""
+"""``response``: renders one template (by channel, else ``default``, else the first) and emits it, or,
+with ``generate``, asks the Model Orchestrator for the reply and says the template when it cannot."""
 
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_engine import FlowAssets, Reference, StateType, TurnView, hookimpl
+from mcp_engine.plugins.states.generate import Generate
 
 
 class ResponseConfig(BaseModel):
@@ -15,6 +17,9 @@ class ResponseConfig(BaseModel):
     response_type: str = Field("text", description="Travels to the channel as a message attribute")
     typing_indicator: bool = False
     delay_ms: int | None = Field(None, ge=0, le=60_000, description="A hint for the channel; never slept")
+    generate: Generate | None = Field(
+        None, description="Ask the Model Orchestrator for the reply; the template is the fallback"
+    )
 
 
 class ResponseState(StateType):
@@ -31,11 +36,17 @@ class ResponseState(StateType):
             attributes["typing_indicator"] = "true"
         if self.config.delay_ms is not None:
             attributes["delay_ms"] = str(self.config.delay_ms)
-        self.templates.emit(turn, **attributes)
+        if self.config.generate is None:
+            self.templates.emit(turn, **attributes)
+            return
+        text = await self.config.generate.reply(turn, self.templates.render(turn) or "")
+        turn.emit(text, **attributes)
 
     @classmethod
     def references(cls, config: ResponseConfig) -> Iterator[Reference]:
-        return template_references(config.response_templates)
+        yield from template_references(config.response_templates)
+        if config.generate is not None:
+            yield from config.generate.references()
 
 
 class ChannelTemplates:
@@ -45,10 +56,14 @@ class ChannelTemplates:
         self.by_channel = {channel: assets.template(text) for channel, text in templates.items()}
         self.fallback = self.by_channel.get("default") or next(iter(self.by_channel.values()), None)
 
-    def emit(self, turn: TurnView, **attributes: str) -> None:
+    def render(self, turn: TurnView) -> str | None:
         template = self.by_channel.get(str(turn.context.get("channel") or ""), self.fallback)
-        if template is not None:
-            turn.emit(turn.render(template), **attributes)
+        return None if template is None else turn.render(template)
+
+    def emit(self, turn: TurnView, **attributes: str) -> None:
+        text = self.render(turn)
+        if text is not None:
+            turn.emit(text, **attributes)
 
 
 def template_references(templates: dict[str, str]) -> Iterator[Reference]:
