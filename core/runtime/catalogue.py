@@ -19,6 +19,7 @@ at once; changed by another process they are seen within that time).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -103,7 +104,7 @@ class FlowCatalogue:
 
     async def set_default_flow(self, tenant_id: str, flow_id: str) -> None:
         tenant = await self.store.get_tenant(tenant_id) or Tenant(tenant_id)
-        await self.put_tenant(Tenant(tenant_id, flow_id, tenant.enabled_plugins, tenant.outbound_webhook))
+        await self.put_tenant(dataclasses.replace(tenant, default_flow=flow_id))
 
     async def default_flow(self, tenant_id: str) -> str:
         tenant = await self.store.get_tenant(tenant_id)

@@ -30,6 +30,7 @@ from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, run_flow, start_run
+from mcp_engine.runtime.outbound import Outbound
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
@@ -83,9 +84,8 @@ class ExecutionService:
             self.services,
             self.settings.compiled_flow_cache,
         )
-        self.sinks = SinkFanout(
-            self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
-        )
+        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks)
+        self.outbound = Outbound(store, self.services, self.settings, self.catalogue.tenant)
         self.experiments = ExperimentService(
             store,
             self.catalogue,
@@ -98,6 +98,7 @@ class ExecutionService:
         self.services.breakers.store = self.store.breaker_store()
 
     async def close(self) -> None:
+        await self.outbound.drain()
         await self.sinks.close()
         self.catalogue.close()
         await self.services.close()
@@ -322,7 +323,7 @@ class ExecutionService:
         self.sinks.publish(turn.events)
         if self.metrics is not None:  # a timer's turn: counted, but not a request's latency
             self.metrics.observe_turn(turn.context["flow_id"], turn.events, None)
-        await self.sinks.deliver_outbound(timer.tenant_id, timer.conversation_id, messages)
+        await self.outbound.enqueue(timer.tenant_id, timer.conversation_id, messages)
         return messages
 
 

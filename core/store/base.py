@@ -74,6 +74,20 @@ class Tenant:
     default_flow: str | None = None
     enabled_plugins: tuple[str, ...] | None = None  # None: every installed plugin
     outbound_webhook: str | None = None
+    webhook_secret: str | None = None  # signs what is POSTed to outbound_webhook; never shown back
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A POST to a tenant's outbound webhook, kept until acknowledged (``mcp_engine.runtime.outbound``)."""
+
+    delivery_id: str
+    tenant_id: str
+    conversation_id: str
+    body: bytes
+    attempts: int = 0
+    next_at: float = 0.0
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -355,6 +369,25 @@ class Store(Protocol):
         ...
 
     # per-conversation serialisation
+    # outbound webhook deliveries, leased like timers
+    async def add_delivery(self, delivery: Delivery) -> None: ...
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[Delivery]:
+        """Deliveries whose ``next_at`` has come, oldest first."""
+        ...
+
+    async def claim_delivery(self, delivery: Delivery, until: float, now: float) -> bool:
+        """Lease a due delivery until ``until``: True for one caller only, across every process."""
+        ...
+
+    async def defer_delivery(self, delivery_id: str, attempts: int, next_at: float) -> None:
+        """Record a failed attempt: ``attempts`` so far, the next one at ``next_at``."""
+        ...
+
+    async def finish_delivery(self, delivery_id: str) -> None:
+        """Forget an acknowledged (or abandoned) delivery."""
+        ...
+
     def lock(
         self, tenant_id: str, conversation_id: str, timeout_s: float
     ) -> AbstractAsyncContextManager[None]:

@@ -38,6 +38,7 @@ from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.postgres_catalogue import CatalogueTables
 from mcp_engine.store.postgres_events import EventTables
 from mcp_engine.store.postgres_experiments import ExperimentTables
+from mcp_engine.store.postgres_outbound import DeliveryTables
 from mcp_engine.store.postgres_pool import (
     CONVERSATION,
     OUTAGE,
@@ -60,7 +61,7 @@ _TIMER = "tenant_id, conversation_id, due_at, state, run"
 READY_TIMEOUT_S = 2.0  # a readiness probe must answer even when a server accepts but never replies
 
 
-class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
+class ProductionStore(CatalogueTables, EventTables, ExperimentTables, DeliveryTables):
     """The ``Store`` on PostgreSQL + Redis (``POSTGRES_URI`` and ``REDIS_URL``): many engine processes share
     one of each and any process can serve any conversation."""
 

@@ -28,20 +28,21 @@ class CatalogueTables(PoolUser):
     async def put_tenant(self, tenant: Tenant) -> None:
         plugins = tenant.enabled_plugins
         await self._db().execute(
-            "INSERT INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET default_flow ="
+            "INSERT INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook, webhook_secret)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET default_flow ="
             " EXCLUDED.default_flow, enabled_plugins = EXCLUDED.enabled_plugins,"
-            " outbound_webhook = EXCLUDED.outbound_webhook",
+            " outbound_webhook = EXCLUDED.outbound_webhook, webhook_secret = EXCLUDED.webhook_secret",
             tenant.tenant_id,
             tenant.default_flow,
             None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
             tenant.outbound_webhook,
+            tenant.webhook_secret,
         )
 
     @outage_is_unavailable
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = await self._db().fetchrow(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, webhook_secret FROM tenants"
             " WHERE tenant_id = $1",
             tenant_id,
         )
@@ -50,7 +51,7 @@ class CatalogueTables(PoolUser):
     @outage_is_unavailable
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._db().fetch(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, webhook_secret FROM tenants"
             " ORDER BY tenant_id"
         )
         return [_tenant(row) for row in rows]
@@ -215,8 +216,8 @@ class CatalogueTables(PoolUser):
 
 
 def _tenant(row: asyncpg.Record) -> Tenant:
-    tenant_id, default_flow, plugins, webhook = row
-    return Tenant(tenant_id, default_flow, None if plugins is None else tuple(plugins), webhook)
+    tenant_id, default_flow, plugins, webhook, secret = row
+    return Tenant(tenant_id, default_flow, None if plugins is None else tuple(plugins), webhook, secret)
 
 
 def _flow(row: asyncpg.Record) -> FlowVersion:

@@ -39,6 +39,7 @@ from mcp_engine.store.base import (
 from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.run_tally import RunTally, tally_runs
 from mcp_engine.store.sqlite_experiments import ExperimentRows, count_runs
+from mcp_engine.store.sqlite_outbound import DeliveryRows
 from mcp_engine.store.sqlite_schema import migrate
 
 DAY_S = 24 * 3600.0
@@ -53,7 +54,7 @@ _MAX_SEQ = 2**63 - 1
 _Params = tuple[Any, ...]
 
 
-class SQLiteStore(ExperimentRows):
+class SQLiteStore(ExperimentRows, DeliveryRows):
     """The ``Store`` on one SQLite file (``MCP_SQLITE_PATH``): the engine's default with no configuration."""
 
     name = "sqlite"
@@ -118,18 +119,20 @@ class SQLiteStore(ExperimentRows):
             tenant.default_flow,
             None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
             tenant.outbound_webhook,
+            tenant.webhook_secret,
         )
         async with self._transaction() as db:
             await _run(
                 db,
-                "INSERT OR REPLACE INTO tenants"
-                " (tenant_id, default_flow, enabled_plugins, outbound_webhook) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook,"
+                " webhook_secret) VALUES (?, ?, ?, ?, ?)",
                 row,
             )
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         rows = await self._read(
-            "SELECT default_flow, enabled_plugins, outbound_webhook FROM tenants WHERE tenant_id = ?",
+            "SELECT default_flow, enabled_plugins, outbound_webhook, webhook_secret FROM tenants"
+            " WHERE tenant_id = ?",
             (tenant_id,),
         )
         if not rows:
@@ -138,7 +141,7 @@ class SQLiteStore(ExperimentRows):
 
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._read(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook FROM tenants"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, webhook_secret FROM tenants"
             " ORDER BY tenant_id",
             (),
         )
@@ -598,8 +601,9 @@ def _record_events(conn: sqlite3.Connection, rows: list[_Params], tallies: list[
 
 
 def _tenant(row: Iterable[Any]) -> Tenant:
-    tenant_id, default_flow, plugins, webhook = row
-    return Tenant(tenant_id, default_flow, None if plugins is None else tuple(orjson.loads(plugins)), webhook)
+    tenant_id, default_flow, plugins, webhook, secret = row
+    enabled = None if plugins is None else tuple(orjson.loads(plugins))
+    return Tenant(tenant_id, default_flow, enabled, webhook, secret)
 
 
 def _flow(row: Iterable[Any]) -> FlowVersion:
