@@ -160,6 +160,7 @@ class Metrics:
         self._flows: dict[str, FlowMetrics] = {}
         self._errors: dict[str, dict[str, Any]] = {"request": {}, "turn": {}}
         self._integrations: dict[str, dict[str, tuple[Any, Any]]] = {}
+        self._breakers: dict[str, tuple[Any, Any]] = {}
 
     def flow(self, flow_id: str) -> FlowMetrics:
         found = self._flows.get(flow_id)
@@ -226,9 +227,15 @@ class Metrics:
 
     def breaker_observed(self, label: str, state: BreakerState, rejected: bool) -> None:
         """A breaker's decision (``BreakerObserver``): its state, and a call it rejected."""
-        self.breaker_state.labels(label).set(STATE_VALUES[state])
+        children = self._breakers.get(label)
+        if children is None:
+            children = self._breakers[label] = (
+                self.breaker_state.labels(label),
+                self.breaker_rejected.labels(label),
+            )
+        children[0].set(STATE_VALUES[state])
         if rejected:
-            self.breaker_rejected.labels(label).inc()
+            children[1].inc()
 
     def render(self) -> bytes:
         """Everything in the Prometheus text exposition format."""

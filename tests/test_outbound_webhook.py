@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,15 @@ def timer_flow() -> dict[str, Any]:
     )
 
 
-async def open_engine(path: Path, **settings: Any) -> ExecutionService:
+@asynccontextmanager
+async def running(path: Path, **settings: Any) -> AsyncIterator[ExecutionService]:
+    """An engine on the SQLite file ``path`` (retrying webhooks without waiting), closed afterwards."""
     values = {"webhook_backoff_ms": 1, **settings}
-    return await start_engine(SQLiteStore(str(path)), settings=engine_settings(**values))
+    engine = await start_engine(SQLiteStore(str(path)), settings=engine_settings(**values))
+    try:
+        yield engine
+    finally:
+        await engine.close()
 
 
 async def fire_timer(engine: ExecutionService, url: str, secret: str | None = SECRET) -> None:
@@ -91,15 +98,12 @@ async def test_a_flaky_receiver_gets_the_signed_message_once_by_id(
 ) -> None:
     hook, url = receiver
     hook.failures = 2
-    engine = await open_engine(tmp_path / "e.db")
-    try:
+    async with running(tmp_path / "e.db") as engine:
         await fire_timer(engine, url)
         assert len(hook.requests) == 1  # the first attempt, right after the timer's turn
         await retry_until_delivered(engine, hook)
         assert await engine.store.due_deliveries(time.time() + 10 * LATER) == []  # acknowledged: gone
         await engine.outbound.deliver_due(now=time.time() + LATER)
-    finally:
-        await engine.close()
     assert len(hook.requests) == 3
     ids = {headers["X-MCP-Delivery-Id"] for headers, _ in hook.requests}
     assert len(ids) == 1  # stable across retries
@@ -120,18 +124,12 @@ async def test_a_delivery_pending_when_the_engine_stopped_is_made_by_the_next_on
 ) -> None:
     hook, url = receiver
     hook.failures = 1
-    first = await open_engine(tmp_path / "e.db")
-    try:
+    async with running(tmp_path / "e.db") as first:
         await fire_timer(first, url)
-    finally:
-        await first.close()
     assert len(hook.requests) == 1
     assert not hook.kept
-    second = await open_engine(tmp_path / "e.db")
-    try:
+    async with running(tmp_path / "e.db") as second:
         await retry_until_delivered(second, hook)
-    finally:
-        await second.close()
     assert len(hook.requests) == 2
     assert hook.requests[0][0]["X-MCP-Delivery-Id"] == hook.requests[1][0]["X-MCP-Delivery-Id"]
     assert list(hook.kept) == [hook.requests[0][0]["X-MCP-Delivery-Id"]]
@@ -142,22 +140,18 @@ async def test_a_receiver_that_never_accepts_is_given_up_after_the_last_attempt(
 ) -> None:
     hook, url = receiver
     hook.failures = 1000
-    engine = await open_engine(tmp_path / "e.db", webhook_max_attempts=3)
-    try:
+    async with running(tmp_path / "e.db", webhook_max_attempts=3) as engine:
         await fire_timer(engine, url, secret=None)
         for _ in range(ROUNDS):
             await engine.outbound.deliver_due(now=time.time() + LATER)
         assert engine.outbound.abandoned == 1
         assert await engine.store.due_deliveries(time.time() + 10 * LATER) == []
-    finally:
-        await engine.close()
     assert len(hook.requests) == 3
     assert "X-MCP-Signature" not in hook.requests[0][0]  # no secret: unsigned
 
 
 async def test_the_webhook_secret_is_write_only_and_checked(tmp_path: Path) -> None:
-    engine = await open_engine(tmp_path / "e.db")
-    try:
+    async with running(tmp_path / "e.db") as engine:
         async with rest_client(engine) as client:
             short = await client.put("/v2/tenants/t1", json={"webhook_secret": "short"})
             assert short.status == 400
@@ -174,5 +168,3 @@ async def test_the_webhook_secret_is_write_only_and_checked(tmp_path: Path) -> N
         tenant = await engine.store.get_tenant("t1")
         assert tenant is not None
         assert tenant.webhook_secret == SECRET
-    finally:
-        await engine.close()

@@ -131,9 +131,12 @@ class Breaker:
 
     async def allow(self) -> bool:
         """Whether a call may go through now; when not, the caller fails it as ``circuit_open``."""
+        return (await self._acquire())[0]
+
+    async def _acquire(self) -> tuple[bool, BreakerState]:
         allowed, state = await self.board.store.acquire(self.key, self.policy, self.board.now_ms())
         self._observe(state, not allowed)
-        return allowed
+        return allowed, state
 
     async def record(self, ok: bool) -> None:
         """Report the outcome of a call ``allow`` let through."""
@@ -141,7 +144,8 @@ class Breaker:
         self._observe(state, False)
 
     async def call(self, client: IntegrationClient, request: IntegrationRequest) -> IntegrationResult:
-        if not await self.allow():
+        allowed, state = await self._acquire()
+        if not allowed:
             return IntegrationResult(
                 ok=False,
                 error="circuit_open",
@@ -149,7 +153,9 @@ class Breaker:
                 attempts=0,
             )
         result = await client.call(request)
-        await self.record(result.ok or result.error not in FAILURE_KINDS)
+        ok = result.ok or result.error not in FAILURE_KINDS
+        if not ok or state != "closed":  # a success while closed changes nothing: no second round trip
+            await self.record(ok)
         return result
 
     def _observe(self, state: BreakerState, rejected: bool) -> None:
