@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from mcp_engine.flow.validate import validate_data
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.store.sqlite import SQLiteStore
 from mcp_engine.testing import FakeIntegration, engine_settings, start_engine
@@ -179,9 +180,12 @@ async def test_generate_asks_the_orchestrator_and_falls_back_to_the_template(
     assert call["outcome"] == ("success" if mode == "ok" else "error")
 
 
-async def test_generate_names_a_declared_integration() -> None:
-    from mcp_engine.flow.validate import validate_data
+def test_a_classifier_url_that_is_not_http_is_refused_with_its_pointer() -> None:
+    problems = {p.pointer: p.message for p in validate_data(ordering_flow("ftp://127.0.0.1/x")).errors}
+    assert "not an http(s) URL" in problems["/settings/classifier_config/url"]
 
+
+async def test_generate_names_a_declared_integration() -> None:
     document = generating_flow("http://127.0.0.1:9")
     document["integrations"] = {}
     problems = {p.pointer: p.message for p in validate_data(document).errors}

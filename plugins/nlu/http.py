@@ -28,7 +28,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from yarl import URL
 
 from mcp_engine import (
     CircuitBreaker,
@@ -65,6 +66,14 @@ class ModelCall(BaseModel):
     circuit_breaker: CircuitBreaker = Field(
         default_factory=CircuitBreaker, description="The endpoint's circuit breaker"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parsed = URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"'{url}' is not an http(s) URL")
+        return url
 
     def client(self, services: Services) -> RestClient:
         """A ``rest`` client of the endpoint (raises ``ValueError`` for a URL that is not http(s))."""
