@@ -81,14 +81,16 @@ class Outbound:
         task.add_done_callback(self._tasks.discard)
 
     async def deliver_due(self, now: float | None = None) -> int:
-        """Attempt every stored delivery that is due and that this process can claim; how many."""
+        """Attempt every stored delivery that is due and that this process can claim, all at once (so the
+        timer loop waits at most one webhook timeout); how many."""
         now = time.time() if now is None else now
-        attempted = 0
-        for delivery in await self.store.due_deliveries(now):
-            if await self.store.claim_delivery(delivery, now + LEASE_S, now):
-                await self._attempt(delivery, now)
-                attempted += 1
-        return attempted
+        claimed = [
+            delivery
+            for delivery in await self.store.due_deliveries(now)
+            if await self.store.claim_delivery(delivery, now + LEASE_S, now)
+        ]
+        await asyncio.gather(*(self._attempt(delivery, now) for delivery in claimed))
+        return len(claimed)
 
     async def _attempt(self, delivery: Delivery, now: float | None = None) -> None:
         tenant = await self._tenant(delivery.tenant_id)
