@@ -32,6 +32,9 @@ class EngineSettings(BaseSettings):
     )
     event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
     timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")
+    webhook_timeout_ms: int = Field(5000, ge=1, le=60_000, alias="MCP_WEBHOOK_TIMEOUT_MS")
+    webhook_backoff_ms: int = Field(1000, ge=1, le=600_000, alias="MCP_WEBHOOK_BACKOFF_MS")
+    webhook_max_attempts: int = Field(12, ge=1, le=100, alias="MCP_WEBHOOK_MAX_ATTEMPTS")
     compiled_flow_cache: int = Field(2_000, ge=1, alias="MCP_COMPILED_FLOW_CACHE")
     compiled_flow_cache_mb: int = Field(
         512,

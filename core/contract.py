@@ -22,6 +22,7 @@ from mcp_engine.errors import EngineError
 from mcp_engine.flow.models import (
     ERROR_KINDS,
     FLOW_ID_PATTERN,
+    CircuitBreaker,
     Flow,
     Integration,
     Intent,
@@ -260,19 +261,25 @@ class IntentClassifier(Plugin):
         self.services = services
 
     reads_context: ClassVar[bool] = False
-    """True when the classifier implements ``classify_in_context``: in a state with ``context_aware`` it is
-    then called with the conversation's earlier messages. A classifier that leaves this False is called
-    with the message alone (``classify``), as ever, and the engine keeps no messages for it."""
+    """True when the classifier's ``classify_in_context`` reads ``recent``: in a state with ``context_aware``
+    it is then given the conversation's earlier user messages. A classifier that leaves this False gets
+    none, and the engine keeps no messages for it beyond the flow's ``settings.history_messages``."""
 
     async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
         """Ranked scores (highest first) among ``candidates`` (intent names); may be empty."""
         raise NotImplementedError(f"classifier '{self.name}' does not implement classify()")
 
     async def classify_in_context(
-        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+        self,
+        text: str,
+        candidates: Sequence[str],
+        context: Mapping[str, Any],
+        recent: Sequence[str] = (),
     ) -> list[IntentScore]:
-        """``classify`` in a ``context_aware`` state: ``recent`` are the conversation's messages before this
-        one, oldest first. Called only when ``reads_context`` is True; the default ignores them."""
+        """What the turn calls: ``classify``, for a classifier that also reads the conversation's
+        ``context`` (user_profile, recent_messages, ...; read it, never change it) and, in a
+        ``context_aware`` state of a classifier with ``reads_context``, ``recent``: the user's messages
+        before this one, oldest first. The default ignores both."""
         return await self.classify(text, candidates)
 
 
@@ -341,6 +348,7 @@ class IntegrationRequest:
     backoff_ms: int
     retry_on: tuple[str, ...]  # error kinds that are retried; http_4xx never is
     deadline: float  # time.monotonic() after which no attempt may start (the turn's deadline)
+    integration_id: str = ""  # the integration's id in the flow (what the Adaptor Service is told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +497,24 @@ class TurnView(Protocol):
         ...
 
 
+class CircuitGuard(Protocol):
+    """A circuit breaker (``Services.breaker``): ask before a call, report after it."""
+
+    async def allow(self) -> bool:
+        """Whether the call may go through now; False: fail it at once (error kind ``circuit_open``)."""
+        ...
+
+    async def record(self, ok: bool) -> None:
+        """Report how the call ``allow`` let through went: ``ok`` False for a timeout, a network error or
+        a 5xx (the service's health), True for anything else."""
+        ...
+
+    async def call(self, client: IntegrationClient, request: IntegrationRequest) -> IntegrationResult:
+        """``client.call(request)`` behind this breaker: ``allow``, the call, ``record`` of its result; an
+        open breaker answers at once with the error kind ``circuit_open``."""
+        ...
+
+
 class Services(Protocol):
     """The engine's shared resources, made once per engine and closed with it: what a plugin may reach
     beyond its turn. Deliberately narrow: no store, no other conversation, no engine internals."""
@@ -502,6 +528,12 @@ class Services(Protocol):
 
     def now(self) -> float:
         """The engine's clock, in epoch seconds (a test may set it)."""
+        ...
+
+    def breaker(self, scope: tuple[str, ...], label: str, policy: CircuitBreaker) -> CircuitGuard:
+        """The circuit breaker of ``scope`` (e.g. ``("model", url)``), shared by every engine process on
+        the production store; ``label`` names it in metrics. Ask for it once (at compile time), not per
+        call."""
         ...
 
     async def write_events(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -566,6 +598,8 @@ __all__ = [
     "ERROR_KINDS",
     "FLOW_ID_PATTERN",
     "Action",
+    "CircuitBreaker",
+    "CircuitGuard",
     "Classification",
     "ConditionType",
     "EngineError",

@@ -16,10 +16,13 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     Info,
     generate_latest,
 )
+
+from mcp_engine.runtime.breaker import STATE_VALUES, BreakerState
 
 # Turns take ~1 ms on the embedded store and up to seconds with a slow integration.
 TURN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -115,6 +118,18 @@ class Metrics:
             registry=r,
             buckets=TURN_BUCKETS,
         )
+        self.breaker_state = Gauge(
+            "mcp_circuit_breaker_state",
+            "Circuit breaker state as last seen by this process: 0 closed, 1 half-open, 2 open",
+            ["integration"],
+            registry=r,
+        )
+        self.breaker_rejected = Counter(
+            "mcp_circuit_breaker_rejected",
+            "Calls an open circuit breaker failed at once (circuit_open)",
+            ["integration"],
+            registry=r,
+        )
         self.run_completions = Counter(
             "mcp_run_completions", "Runs that reached an end state", ["flow"], registry=r
         )
@@ -148,6 +163,7 @@ class Metrics:
         self._flows: dict[str, FlowMetrics] = {}
         self._errors: dict[str, dict[str, Any]] = {"request": {}, "turn": {}}
         self._integrations: dict[str, dict[str, tuple[Any, Any]]] = {}
+        self._breakers: dict[str, tuple[Any, Any]] = {}
 
     def flow(self, flow_id: str) -> FlowMetrics:
         found = self._flows.get(flow_id)
@@ -211,6 +227,18 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(float(data.get("latency_ms") or 0) / 1000)
+
+    def breaker_observed(self, label: str, state: BreakerState, rejected: bool) -> None:
+        """A breaker's decision (``BreakerObserver``): its state, and a call it rejected."""
+        children = self._breakers.get(label)
+        if children is None:
+            children = self._breakers[label] = (
+                self.breaker_state.labels(label),
+                self.breaker_rejected.labels(label),
+            )
+        children[0].set(STATE_VALUES[state])
+        if rejected:
+            children[1].inc()
 
     def render(self) -> bytes:
         """Everything in the Prometheus text exposition format."""

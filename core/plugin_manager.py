@@ -40,6 +40,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "mcp_engine.plugins.actions.log_event",
     "mcp_engine.plugins.actions.trigger_flow",
     "mcp_engine.plugins.integrations.rest",
+    "mcp_engine.plugins.integrations.adaptor",
     "mcp_engine.plugins.extractors.rules",
     "mcp_engine.plugins.nlu.builtin",
     "mcp_engine.plugins.nlu.http",

@@ -26,7 +26,15 @@ from mcp_engine.errors import (
     VersionExists,
 )
 from mcp_engine.security.grants import Grants
-from mcp_engine.store.base import ExperimentRecord, Store, Tenant, Timer, TurnWrite, VariantCounts
+from mcp_engine.store.base import (
+    Delivery,
+    ExperimentRecord,
+    Store,
+    Tenant,
+    Timer,
+    TurnWrite,
+    VariantCounts,
+)
 
 OpenStore = Callable[[], Awaitable[Store]]
 A, B = "tenant-a", "tenant-b"
@@ -85,6 +93,8 @@ class StoreContract:
             Tenant(A, default_flow="pizza", enabled_plugins=("sms",), outbound_webhook="http://x")
         )
         assert await store.get_tenant(A) == Tenant(A, "pizza", ("sms",), "http://x")
+        await store.put_tenant(Tenant(A, outbound_webhook="http://x", webhook_secret="k" * 16))
+        assert await store.get_tenant(A) == Tenant(A, None, None, "http://x", "k" * 16)
         await store.put_tenant(Tenant(A))
         assert await store.get_tenant(A) == Tenant(A)
         assert await store.get_tenant(B) is None
@@ -104,6 +114,24 @@ class StoreContract:
         await store.put_tenant(Tenant(B, default_flow="pizza"))
         await store.put_tenant(Tenant(A))
         assert await store.list_tenants() == [Tenant(A), Tenant(B, default_flow="pizza")]
+
+    # outbound deliveries
+
+    async def test_a_delivery_is_leased_deferred_and_finished(self, open_store: OpenStore) -> None:
+        first, second = await open_store(), await open_store()
+        delivery = Delivery("d1", A, "c1", b'{"messages": []}', 0, 100.0, 90.0)
+        await first.add_delivery(delivery)
+        assert await first.due_deliveries(99.0) == []
+        [due] = await second.due_deliveries(100.0)
+        assert due == delivery
+        assert await second.claim_delivery(due, 160.0, 100.0)
+        assert not await first.claim_delivery(due, 160.0, 100.0)  # one claimer, across processes
+        assert await first.due_deliveries(159.0) == []
+        await second.defer_delivery("d1", 1, 120.0)
+        [again] = await first.due_deliveries(120.0)
+        assert (again.attempts, again.next_at, again.body) == (1, 120.0, delivery.body)
+        await first.finish_delivery("d1")
+        assert await second.due_deliveries(1e12) == []
 
     # API keys
 

@@ -106,8 +106,8 @@ async def test_secret_header_is_resolved_per_call_and_never_logged(
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
-        ("slow", "within 100 ms"),
-        ("error", "status 500"),
+        ("slow", "timeout: no answer within 0.1 s"),
+        ("error", "http_5xx: HTTP 500"),
         ("malformed", "not JSON"),
         ("wrong_shape", "confidence"),
     ],
@@ -150,11 +150,11 @@ async def test_context_aware_sends_the_earlier_messages(nlu: tuple[FakeNlu, str]
     fake, url = nlu
     classifier = make(url, services)
     assert classifier.reads_context
-    await classifier.classify_in_context("make it large", ["order_pizza"], ["a pizza", "hello"])
+    await classifier.classify_in_context("make it large", ["order_pizza"], {}, ["a pizza", "hello"])
     await classifier.classify("make it large", ["order_pizza"])
     (with_context, _), (alone, _) = fake.requests
     assert with_context["context"] == ["a pizza", "hello"]
     assert "context" not in alone
     fake.mode = "error"  # the builtin fallback reads the context too
-    ranked = await classifier.classify_in_context("make it large", ["order_pizza"], ["two pizzas"])
+    ranked = await classifier.classify_in_context("make it large", ["order_pizza"], {}, ["two pizzas"])
     assert ranked[0] == IntentScore("order_pizza", 0.9)

@@ -336,6 +336,7 @@ async def test_tenants_and_keys_with_auth_on(engine: ExecutionService) -> None:
             "default_flow": None,
             "enabled_plugins": [],
             "outbound_webhook": "http://127.0.0.1:9/h",
+            "webhook_secret_set": False,
         }
         unpublished = await client.put("/v2/tenants/acme", json={"default_flow": "pizza"}, headers=own)
         await error_of(unpublished, 400)

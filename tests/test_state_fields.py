@@ -136,7 +136,9 @@ async def test_context_aware_classifies_with_the_earlier_messages(
     context = await engine.get_state(TENANT, "c1")
     assert ("recent_messages" in context) is bool(context_aware)
     if context_aware:
-        assert len(context["recent_messages"]) <= 4  # bounded by the most any state looks back, plus one
+        said = [m["text"] for m in context["recent_messages"] if m["role"] == "user"]
+        assert said[-3:] == ["a pizza", "hello", "make it large"]
+        assert len(said) <= 4  # bounded by the most any state looks back, plus one
 
 
 async def test_a_message_that_says_it_by_itself_outranks_the_context(engine: ExecutionService) -> None:

@@ -250,6 +250,7 @@ async def test_timer_messages_go_to_the_outbound_webhook(engine: ExecutionServic
         await engine.catalogue.publish_document(timer_flow(), make_default=True)
         await talk(engine, "c1", "hi")
         await fire_due_timers(engine, now=time.time() + LATER)
+        await engine.outbound.drain()
         await engine.sinks.drain()
     assert len(received) == 1
     assert received[0]["tenant_id"] == TENANT

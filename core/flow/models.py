@@ -15,7 +15,7 @@ from mcp_engine.regexes import compile_regex
 
 FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SEMVER_PATTERN = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
-ERROR_KINDS = ("timeout", "http_4xx", "http_5xx", "network", "mapping")
+ERROR_KINDS = ("timeout", "http_4xx", "http_5xx", "network", "mapping", "circuit_open")
 RetryableError = Literal["timeout", "http_5xx", "network"]
 
 
@@ -76,6 +76,21 @@ class RetryPolicy(Strict):
     )
 
 
+class CircuitBreaker(Strict):
+    """When to stop calling a failing service for a while (``mcp_engine.runtime.breaker``)."""
+
+    failure_threshold: int = Field(
+        5, ge=1, le=1000, description="Failed calls (timeout, http_5xx, network) in window_ms that open it"
+    )
+    window_ms: int = Field(60_000, ge=1, le=3_600_000, description="How long failures are counted together")
+    reset_timeout_ms: int = Field(
+        30_000, ge=1, le=3_600_000, description="How long it stays open before trial calls are let through"
+    )
+    half_open_max_calls: int = Field(
+        1, ge=1, le=100, description="Trial calls let through at once while half-open"
+    )
+
+
 class Integration(Strict):
     type: str = Field("rest", description="A registered integration client")
     base_url: str
@@ -83,6 +98,7 @@ class Integration(Strict):
     authentication: dict[str, Any] = Field(default_factory=dict)
     timeout_ms: int = Field(5000, ge=1, le=120_000)
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
     response_examples: dict[str, Any] = Field(
         default_factory=dict,
         description="Documented responses: endpoint as the flow writes it (optionally after the method,"
@@ -115,6 +131,9 @@ class Settings(Strict):
     max_message_chars: int = Field(4000, ge=1, le=1_000_000)
     classifier: str = Field("builtin", description="The intent classifier plugin: builtin, http, ...")
     classifier_config: dict[str, Any] = Field(default_factory=dict, description="The classifier's Config")
+    history_messages: int = Field(
+        0, ge=0, le=50, description="Messages in and out the context keeps (recent_messages) for model calls"
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -26,6 +26,8 @@ from mcp_engine.flow.models import Flow, State, Transition
 from mcp_engine.registry import PluginUse, Registry
 from mcp_engine.rulesets import Evaluator, StateRuleset, compile_state
 from mcp_engine.rulesets.ruleset import Backend
+from mcp_engine.runtime.breaker import GuardedClient
+from mcp_engine.runtime.context import Keep
 from mcp_engine.runtime.templates import TemplateEngine
 
 # A compiled flow (models, rulesets, closures, templates, classifier) holds about 20-30 bytes per byte of
@@ -68,7 +70,8 @@ class CompiledFlow:
     evaluators: list[Evaluator] = field(default_factory=list)
     needs: tuple[PluginUse, ...] = ()  # the third-party plugins it uses: each must be enabled to run
     size_bytes: int = 0  # the memory it holds, estimated: what the catalogue's cache bounds
-    context_turns: int = 0  # the most any state's classifier looks back: the turn keeps that many messages
+    context_turns: int = 0  # the most any state's classifier looks back (context_aware)
+    kept: Keep = field(default_factory=Keep)  # what the turn keeps of the conversation's messages (recent_messages)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -115,7 +118,10 @@ def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Ser
         client_cls = registry.integration_clients.get(integration.type)
         if client_cls is None:
             raise InvalidInput(f"integration client '{integration.type}' is not installed")
-        integrations[integration_id] = client_cls(integration, services)
+        scope = ("integration", flow.tenant_id, flow.flow_id, integration_id)
+        breaker = services.breaker(scope, integration_id, integration.circuit_breaker)
+        client = client_cls(integration, services)
+        integrations[integration_id] = GuardedClient(client, breaker)
     compiled = CompiledFlow(flow, {}, classifier, integrations, templates)
     handler_intents = tuple(flow.global_handlers.intents)
     for name, state in flow.states.items():
@@ -124,6 +130,9 @@ def compile_flow(flow: Flow, registry: Registry, backend: Backend, services: Ser
     compiled.size_bytes = BYTES_PER_DOCUMENT_BYTE * len(flow.model_dump_json())
     if classifier.reads_context:
         compiled.context_turns = max((s.context_turns for s in compiled.states.values()), default=0)
+    compiled.kept = Keep(
+        flow.settings.history_messages, compiled.context_turns + 1 if compiled.context_turns else 0
+    )
     return compiled
 
 

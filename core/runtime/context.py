@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from mcp_engine.flow.models import Flow
 
@@ -64,6 +64,27 @@ def remember(items: list[Any], item: Any) -> None:
     items.append(item)
     if len(items) > HISTORY_KEEP:
         del items[: len(items) - HISTORY_KEEP]
+
+
+class Keep(NamedTuple):
+    """What ``recent_messages`` holds: the last ``messages`` messages in and out (the flow's
+    ``settings.history_messages``, for model calls) and enough older ones that the last ``user`` user
+    messages stay (a ``context_aware`` state's earlier messages and the current one)."""
+
+    messages: int = 0
+    user: int = 0
+
+
+def keep_message(context: dict[str, Any], keep: Keep, role: str, text: str) -> None:
+    """Remember a message in ``recent_messages`` as ``keep`` says; ``Keep()`` keeps none."""
+    if not (keep.messages or keep.user):
+        return
+    messages = context.setdefault("recent_messages", [])
+    messages.append({"role": role, "text": text})
+    users = sum(1 for message in messages if message["role"] == "user")
+    while len(messages) > keep.messages and (messages[0]["role"] != "user" or users > keep.user):
+        if messages.pop(0)["role"] == "user":
+            users -= 1
 
 
 def namespace(context: dict[str, Any], event: dict[str, Any] | None, failed: bool = False) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, run_flow, start_run
+from mcp_engine.runtime.outbound import Outbound
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
@@ -85,6 +86,7 @@ class ExecutionService:
         self.settings = settings or EngineSettings()
         self.services = services or EngineServices()
         self.services.keep_events_in(store.record_events)
+        self.services.breakers.observer = metrics
         self.catalogue = FlowCatalogue(
             store,
             self.registry,
@@ -95,13 +97,8 @@ class ExecutionService:
             max_bytes=self.settings.compiled_flow_cache_mb * 1024 * 1024,
             limits=limits_of(self.settings),
         )
-        self.sinks = SinkFanout(
-            self.registry,
-            self.services,
-            self.settings.event_sinks,
-            self.catalogue.tenant,
-            self.catalogue.outbound_session,
-        )
+        self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks)
+        self.outbound = Outbound(store, self.settings, self.catalogue.tenant, self.catalogue.outbound_session)
         self.experiments = ExperimentService(
             store,
             self.catalogue,
@@ -111,8 +108,10 @@ class ExecutionService:
 
     async def start(self) -> None:
         await self.store.open()
+        self.services.breakers.store = self.store.breaker_store()
 
     async def close(self) -> None:
+        await self.outbound.drain()
         await self.sinks.close()
         self.catalogue.close()
         await self.services.close()
@@ -405,7 +404,7 @@ class ExecutionService:
         self.sinks.publish(turn.events)
         if self.metrics is not None:  # a timer's turn: counted, but not a request's latency
             self.metrics.observe_turn(turn.context["flow_id"], turn.events, None)
-        await self.sinks.deliver_outbound(timer.tenant_id, timer.conversation_id, messages)
+        await self.outbound.enqueue(timer.tenant_id, timer.conversation_id, messages)
         return messages
 
 

@@ -1,10 +1,10 @@
 """The engine's ``Services`` (``mcp_engine.Services``): what plugins share, made once per engine.
 
-One HTTP client session, the environment (secrets), a clock, and a way to append analytics events to the
-engine's own store; closed with the engine. A plugin reaches them through the ``services`` it was given,
-and nothing else of the engine: the store itself is never handed out. A tenant's plugins get a narrower
-view (``mcp_engine.security.scope.TenantServices``): its granted secrets, and ``outbound_session`` of its
-URL policy, whose connector checks every address it connects to.
+One HTTP client session, the environment (secrets), a clock, circuit breakers, and a way to append
+analytics events to the engine's own store; closed with the engine. A plugin reaches them through the
+``services`` it was given, and nothing else of the engine: the store itself is never handed out. A tenant's
+plugins get a narrower view (``mcp_engine.security.scope.TenantServices``): its granted secrets, and
+``outbound_session`` of its URL policy, whose connector checks every address it connects to.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+from mcp_engine.flow.models import CircuitBreaker
+from mcp_engine.runtime.breaker import Breaker, BreakerBoard
 
 if TYPE_CHECKING:
     from mcp_engine.security.urls import OutboundPolicy
@@ -29,6 +32,7 @@ class EngineServices:
         self._http: aiohttp.ClientSession | None = None
         self._events: EventWriter | None = None
         self._outbound: dict[int, tuple[OutboundPolicy, aiohttp.ClientSession]] = {}
+        self.breakers = BreakerBoard(clock)
 
     def http(self) -> aiohttp.ClientSession:
         """The engine's shared aiohttp session, opened on first use inside the running event loop."""
@@ -52,6 +56,9 @@ class EngineServices:
 
     def now(self) -> float:
         return self._clock()
+
+    def breaker(self, scope: tuple[str, ...], label: str, policy: CircuitBreaker) -> Breaker:
+        return self.breakers.breaker(scope, label, policy)
 
     def keep_events_in(self, writer: EventWriter) -> None:
         """Where ``write_events`` appends: the engine's store (``Store.record_events``)."""

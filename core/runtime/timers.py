@@ -5,7 +5,8 @@ every process on the store, and only the commit of the turn that fires it remove
 dies holding a timer loses nothing (another fires it when the lease ends) and the context's record of the
 wait it belongs to keeps it from firing twice. Firing it is a turn of its own
 (``ExecutionService.fire_timer``): the ``timeout`` event delivered to the state that armed it, what that
-sends handed to the tenant's outbound webhook and kept in the conversation's history. ``serve`` runs one
+sends handed to the tenant's outbound webhook (``runtime.outbound``, whose retries this loop makes too)
+and kept in the conversation's history. ``serve`` runs one
 loop per process (``run_timers``); ``chat`` and tests fire what is due when they choose
 (``fire_due_timers``).
 """
@@ -51,6 +52,7 @@ async def run_timers(engine: ExecutionService, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await fire_due_timers(engine)
+            await engine.outbound.deliver_due()  # retries of webhook deliveries that failed (or were lost)
         except Exception:  # the loop must outlive a store hiccup
             log.exception("timer loop")
         with contextlib.suppress(TimeoutError):

@@ -23,7 +23,7 @@ from mcp_engine.contract import (
 from mcp_engine.flow.models import Flow
 from mcp_engine.runtime import turnscope
 from mcp_engine.runtime.compiled import CompiledFlow, CompiledState
-from mcp_engine.runtime.context import namespace, remember
+from mcp_engine.runtime.context import keep_message, namespace, remember
 from mcp_engine.runtime.handlers import (
     Owner,
     error_state,
@@ -136,6 +136,7 @@ class Turn:
     def emit(self, text: str, type: str = "text", **attributes: str) -> None:
         message = OutboundMessage(text, type, {k: str(v) for k, v in attributes.items()})
         self.messages.append(message)
+        keep_message(self._context, self.compiled.kept, "assistant", text)
         self.record("message_out", {"text": text, "type": type, "attributes": message.attributes})
 
     def record(self, event_type: str, data: dict[str, Any]) -> None:
@@ -202,10 +203,7 @@ class Turn:
             self.record(
                 "message_in", {"text": event.get("text", ""), "attributes": event.get("attributes", {})}
             )
-            if self.compiled.context_turns:  # a flow with context_aware states keeps its last messages
-                recent = self._context.setdefault("recent_messages", [])
-                recent.append(str(event.get("text", "")))
-                del recent[: -self.compiled.context_turns - 1]
+            keep_message(self._context, self.compiled.kept, "user", str(event.get("text", "")))
         else:  # an event (a timeout): recorded like a message, so a history shows where each turn began
             self.record("event_in", {"event": event.get("type"), "text": event.get("text", "")})
         if self._context["run"]["completed"]:
@@ -241,11 +239,13 @@ class Turn:
         if not text.strip():
             return False
         if state.candidates:
+            recent: list[str] = []
             if state.context_turns and self.compiled.context_turns:  # the earlier messages, not this one
-                recent = self._context["recent_messages"][-state.context_turns - 1 : -1]
-                ranked = await self.compiled.classifier.classify_in_context(text, state.candidates, recent)
-            else:
-                ranked = await self.compiled.classifier.classify(text, state.candidates)
+                said = [m["text"] for m in self._context["recent_messages"] if m["role"] == "user"]
+                recent = said[-state.context_turns - 1 : -1]
+            ranked = await self.compiled.classifier.classify_in_context(
+                text, state.candidates, self._context, recent
+            )
             self._classified = True
             self.scores = {score.name: round(score.confidence, 4) for score in ranked}
             if not ranked:
@@ -269,7 +269,7 @@ class Turn:
         if not self._context["return_stack"]:
             return False
         for owner, names in inherited_intents(await self._owners(), state):
-            ranked = await owner.compiled.classifier.classify(text, names)
+            ranked = await owner.compiled.classifier.classify_in_context(text, names, self._context)
             if not ranked or ranked[0].confidence < owner.compiled.flow.settings.confidence_threshold:
                 continue
             best = ranked[0]

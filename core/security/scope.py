@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from mcp_engine.flow.models import CircuitBreaker
+from mcp_engine.runtime.breaker import Breaker
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.security.grants import GrantBook, Grants
 from mcp_engine.security.secrets import SecretView
@@ -42,6 +44,9 @@ class TenantServices:
 
     def now(self) -> float:
         return self._engine.now()
+
+    def breaker(self, scope: tuple[str, ...], label: str, policy: CircuitBreaker) -> Breaker:
+        return self._engine.breaker(scope, label, policy)
 
     async def write_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         await self._engine.write_events(events)

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
 from mcp_engine.errors import ExperimentConflict, ExperimentNotFound, UnstorableData
 from mcp_engine.security.grants import Grants
+
+if TYPE_CHECKING:
+    from mcp_engine.runtime.breaker import BreakerStore
 
 FlowStatus = Literal["draft", "published"]
 ExperimentStatus = Literal["draft", "running", "stopped"]
@@ -73,6 +76,20 @@ class Tenant:
     enabled_plugins: tuple[str, ...] | None = None  # None: every installed plugin
     outbound_webhook: str | None = None
     grants: Grants = field(default_factory=Grants)  # the operator's, never the tenant's own to change
+    webhook_secret: str | None = None  # signs what is POSTed to outbound_webhook; never shown back
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A POST to a tenant's outbound webhook, kept until acknowledged (``mcp_engine.runtime.outbound``)."""
+
+    delivery_id: str
+    tenant_id: str
+    conversation_id: str
+    body: bytes
+    attempts: int = 0
+    next_at: float = 0.0
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -202,6 +219,11 @@ class Store(Protocol):
 
     async def ready(self) -> bool:
         """The store answers (readiness)."""
+        ...
+
+    def breaker_store(self) -> BreakerStore:
+        """Where circuit breakers keep their state, once the store is open: in this process, or shared
+        by every engine process on the store."""
         ...
 
     # tenants
@@ -349,6 +371,25 @@ class Store(Protocol):
         ...
 
     # per-conversation serialisation
+    # outbound webhook deliveries, leased like timers
+    async def add_delivery(self, delivery: Delivery) -> None: ...
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[Delivery]:
+        """Deliveries whose ``next_at`` has come, oldest first."""
+        ...
+
+    async def claim_delivery(self, delivery: Delivery, until: float, now: float) -> bool:
+        """Lease a due delivery until ``until``: True for one caller only, across every process."""
+        ...
+
+    async def defer_delivery(self, delivery_id: str, attempts: int, next_at: float) -> None:
+        """Record a failed attempt: ``attempts`` so far, the next one at ``next_at``."""
+        ...
+
+    async def finish_delivery(self, delivery_id: str) -> None:
+        """Forget an acknowledged (or abandoned) delivery."""
+        ...
+
     def lock(
         self, tenant_id: str, conversation_id: str, timeout_s: float
     ) -> AbstractAsyncContextManager[None]:

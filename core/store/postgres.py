@@ -38,6 +38,7 @@ from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.postgres_catalogue import CatalogueTables
 from mcp_engine.store.postgres_events import EventTables
 from mcp_engine.store.postgres_experiments import ExperimentTables
+from mcp_engine.store.postgres_outbound import DeliveryTables
 from mcp_engine.store.postgres_pool import (
     CONVERSATION,
     OUTAGE,
@@ -47,6 +48,7 @@ from mcp_engine.store.postgres_pool import (
 )
 from mcp_engine.store.postgres_schema import SCHEMA_NAME, migrate
 from mcp_engine.store.postgres_turns import conflict, write_turn
+from mcp_engine.store.redis_breaker import RedisBreakerStore
 from mcp_engine.store.redis_parts import HeldLock, RedisParts, milliseconds
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ _TIMER = "tenant_id, conversation_id, due_at, state, run"
 READY_TIMEOUT_S = 2.0  # a readiness probe must answer even when a server accepts but never replies
 
 
-class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
+class ProductionStore(CatalogueTables, EventTables, ExperimentTables, DeliveryTables):
     """The ``Store`` on PostgreSQL + Redis (``POSTGRES_URI`` and ``REDIS_URL``): many engine processes share
     one of each and any process can serve any conversation."""
 
@@ -356,6 +358,11 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables):
                     raise
             else:
                 await held.__aexit__(None, None, None)
+
+    def breaker_store(self) -> RedisBreakerStore:
+        if self._redis_client is None:
+            raise RuntimeError("ProductionStore is not open")
+        return RedisBreakerStore(self._redis_client, self.key_prefix)
 
     def _parts(self) -> RedisParts:
         if self._redis is None:

@@ -29,22 +29,24 @@ class CatalogueTables(PoolUser):
     async def put_tenant(self, tenant: Tenant) -> None:
         plugins = tenant.enabled_plugins
         await self._db().execute(
-            "INSERT INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook, grants)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET default_flow ="
-            " EXCLUDED.default_flow, enabled_plugins = EXCLUDED.enabled_plugins,"
-            " outbound_webhook = EXCLUDED.outbound_webhook, grants = EXCLUDED.grants",
+            "INSERT INTO tenants (tenant_id, default_flow, enabled_plugins, outbound_webhook, grants,"
+            " webhook_secret) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " default_flow = EXCLUDED.default_flow, enabled_plugins = EXCLUDED.enabled_plugins,"
+            " outbound_webhook = EXCLUDED.outbound_webhook, grants = EXCLUDED.grants,"
+            " webhook_secret = EXCLUDED.webhook_secret",
             tenant.tenant_id,
             tenant.default_flow,
             None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
             tenant.outbound_webhook,
             None if (grants := tenant.grants.to_json()) is None else encode_json(grants, "grants"),
+            tenant.webhook_secret,
         )
 
     @outage_is_unavailable
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = await self._db().fetchrow(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants FROM tenants"
-            " WHERE tenant_id = $1",
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants, webhook_secret"
+            " FROM tenants WHERE tenant_id = $1",
             tenant_id,
         )
         return None if row is None else _tenant(row)
@@ -52,8 +54,8 @@ class CatalogueTables(PoolUser):
     @outage_is_unavailable
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._db().fetch(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants FROM tenants"
-            " ORDER BY tenant_id"
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants, webhook_secret"
+            " FROM tenants ORDER BY tenant_id"
         )
         return [_tenant(row) for row in rows]
 
@@ -217,9 +219,9 @@ class CatalogueTables(PoolUser):
 
 
 def _tenant(row: asyncpg.Record) -> Tenant:
-    tenant_id, default_flow, plugins, webhook, grants = row
+    tenant_id, default_flow, plugins, webhook, grants, secret = row
     enabled = None if plugins is None else tuple(plugins)
-    return Tenant(tenant_id, default_flow, enabled, webhook, Grants.from_json(grants))
+    return Tenant(tenant_id, default_flow, enabled, webhook, Grants.from_json(grants), secret)
 
 
 def _flow(row: asyncpg.Record) -> FlowVersion:

@@ -144,6 +144,23 @@ MIGRATIONS: list[str] = [
     -- what an operator granted the tenant (secret names, outbound addresses, size limits); NULL: nothing
     ALTER TABLE tenants ADD COLUMN grants jsonb;
     """,
+    """
+    -- the key that signs the tenant's outbound webhook bodies (HMAC-SHA256); NULL: unsigned
+    ALTER TABLE tenants ADD COLUMN webhook_secret text;
+
+    -- a timer's messages until the tenant's webhook acknowledged them (2xx): each attempt leases the row
+    -- (next_at moves past the attempt), a failed one sets when to try again, a success deletes it
+    CREATE TABLE outbound_deliveries (
+        delivery_id text PRIMARY KEY,
+        tenant_id text NOT NULL,
+        conversation_id text NOT NULL,
+        body bytea NOT NULL,  -- the exact bytes POSTed (and signed) on every attempt
+        attempts integer NOT NULL,
+        next_at double precision NOT NULL,
+        created_at double precision NOT NULL
+    );
+    CREATE INDEX outbound_deliveries_by_due ON outbound_deliveries (next_at);
+    """,
 ]
 
 

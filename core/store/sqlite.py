@@ -24,6 +24,7 @@ import aiosqlite
 import orjson
 
 from mcp_engine.errors import ConcurrentUpdate, FlowNotFound, InvalidInput, UnstorableData, VersionExists
+from mcp_engine.runtime.breaker import LocalBreakerStore
 from mcp_engine.security.grants import Grants
 from mcp_engine.store.base import (
     ApiKey,
@@ -39,6 +40,7 @@ from mcp_engine.store.base import (
 from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.run_tally import RunTally, tally_runs
 from mcp_engine.store.sqlite_experiments import ExperimentRows, count_runs
+from mcp_engine.store.sqlite_outbound import DeliveryRows
 from mcp_engine.store.sqlite_schema import migrate
 
 DAY_S = 24 * 3600.0
@@ -53,7 +55,7 @@ _MAX_SEQ = 2**63 - 1
 _Params = tuple[Any, ...]
 
 
-class SQLiteStore(ExperimentRows):
+class SQLiteStore(ExperimentRows, DeliveryRows):
     """The ``Store`` on one SQLite file (``MCP_SQLITE_PATH``): the engine's default with no configuration."""
 
     name = "sqlite"
@@ -80,6 +82,7 @@ class SQLiteStore(ExperimentRows):
         self._commits = _Batches(self._run_commits)
         self._reads = _Batches(self._run_reads)
         self._next_purge = 0.0
+        self._breakers = LocalBreakerStore()
 
     async def open(self) -> None:
         """Connect and migrate; a no-op when already open."""
@@ -105,6 +108,10 @@ class SQLiteStore(ExperimentRows):
             return False
         return True
 
+    def breaker_store(self) -> LocalBreakerStore:
+        """One engine process per file: its breakers live in that process."""
+        return self._breakers
+
     # tenants
     async def put_tenant(self, tenant: Tenant) -> None:
         plugins = tenant.enabled_plugins
@@ -114,18 +121,20 @@ class SQLiteStore(ExperimentRows):
             None if plugins is None else encode_json(list(plugins), "enabled_plugins"),
             tenant.outbound_webhook,
             _grants_json(tenant),
+            tenant.webhook_secret,
         )
         async with self._transaction() as db:
             await _run(
                 db,
                 "INSERT OR REPLACE INTO tenants (tenant_id, default_flow, enabled_plugins,"
-                " outbound_webhook, grants) VALUES (?, ?, ?, ?, ?)",
+                " outbound_webhook, grants, webhook_secret) VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         rows = await self._read(
-            "SELECT default_flow, enabled_plugins, outbound_webhook, grants FROM tenants WHERE tenant_id = ?",
+            "SELECT default_flow, enabled_plugins, outbound_webhook, grants, webhook_secret FROM tenants"
+            " WHERE tenant_id = ?",
             (tenant_id,),
         )
         if not rows:
@@ -134,8 +143,8 @@ class SQLiteStore(ExperimentRows):
 
     async def list_tenants(self) -> list[Tenant]:
         rows = await self._read(
-            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants FROM tenants"
-            " ORDER BY tenant_id",
+            "SELECT tenant_id, default_flow, enabled_plugins, outbound_webhook, grants, webhook_secret"
+            " FROM tenants ORDER BY tenant_id",
             (),
         )
         return [_tenant(row) for row in rows]
@@ -601,11 +610,10 @@ def _record_events(conn: sqlite3.Connection, rows: list[_Params], tallies: list[
 
 
 def _tenant(row: Iterable[Any]) -> Tenant:
-    tenant_id, default_flow, plugins, webhook, grants = row
+    tenant_id, default_flow, plugins, webhook, grants, secret = row
     enabled = None if plugins is None else tuple(orjson.loads(plugins))
-    return Tenant(
-        tenant_id, default_flow, enabled, webhook, Grants.from_json(grants and orjson.loads(grants))
-    )
+    grants_of = Grants.from_json(grants and orjson.loads(grants))
+    return Tenant(tenant_id, default_flow, enabled, webhook, grants_of, secret)
 
 
 def _grants_json(tenant: Tenant) -> bytes | None:

@@ -43,6 +43,7 @@ class PreparedCall:
             backoff_ms=self.retry.backoff_ms,
             retry_on=tuple(self.retry.retry_on),
             deadline=turn.deadline,
+            integration_id=self.integration_id,
         )
         result: IntegrationResult = await turn.integration(self.integration_id).call(request)
         if result.ok:

@@ -120,7 +120,11 @@ class BuiltinClassifier(IntentClassifier):
         return self._ranked(text, candidates, ())
 
     async def classify_in_context(
-        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+        self,
+        text: str,
+        candidates: Sequence[str],
+        context: Mapping[str, Any],
+        recent: Sequence[str] = (),
     ) -> list[IntentScore]:
         """As ``classify``, and each intent also scores on the earlier messages and this one read together,
         at ``CONTEXT_WEIGHT``: "large" after "I want a pizza" still reads as an order, but a message that

@@ -1,58 +1,123 @@
-"""``http``: delegates classification to an external NLU service, falling back to ``builtin``.
+"""``http``: the Model Orchestrator (or any NLU service) classifies over HTTP, falling back to ``builtin``.
 
-The service gets ``{"text", "candidates", "intents"}`` as JSON and answers
-``{"intents": [{"name", "confidence"}]}``. A conversation must never stall or fail because the NLU
-service is down or slow, so every failure (timeout, network, non-2xx status, malformed answer) is logged
-as a warning and the turn is classified by the ``builtin`` classifier, built from the same intents when
-the flow is compiled. Header values may hold secrets as ``${env:NAME}``: they are resolved per call from
-``services.env`` (so a rotated secret is picked up) and never logged.
+The service gets the seed's intent-detection request as one JSON POST::
+
+    {"text": "...", "candidates": ["order_pizza", "help"],
+     "intents": {"order_pizza": {"examples": [...], "patterns": [...]}},      # send_intents
+     "conversation_history": [{"role": "user", "text": "..."}, ...],         # send_context
+     "user_context": {"user_id": "...", "channel": "...", "user_profile": {...}},
+     "model_preferences": {...}}
+
+and answers ``{"intents": [{"name", "confidence"}]}``. ``conversation_history`` is the flow's
+``recent_messages`` (``settings.history_messages`` of them; none by default); ``model_preferences`` are
+the tenant's, written in the flow's ``classifier_config`` (a flow belongs to one tenant).
+
+A conversation must never stall or fail because the service is down or slow: the call is a ``rest``
+integration call (per-attempt timeout, retries with backoff on a timeout, a 5xx or a network error,
+``${env:NAME}`` headers resolved per call and never logged, the engine's one HTTP path) behind a circuit
+breaker per endpoint, and every failure — including an open breaker, which makes no call — is logged as
+a warning and the message classified by the ``builtin`` classifier, built from the same intents when the
+flow is compiled.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from yarl import URL
 
-from mcp_engine import IntentClassifier, IntentScore, Services, hookimpl
+from mcp_engine import (
+    CircuitBreaker,
+    Integration,
+    IntegrationRequest,
+    IntentClassifier,
+    IntentScore,
+    RetryPolicy,
+    Services,
+    hookimpl,
+)
+from mcp_engine.plugins.integrations.rest import RestClient
 from mcp_engine.plugins.nlu.builtin import BuiltinClassifier
 
 log = logging.getLogger(__name__)
 
-_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
+class ModelCall(BaseModel):
+    """How the engine calls one Model Orchestrator endpoint (shared with ``response``'s ``generate``)."""
 
-class HttpConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="Endpoint that receives the POST")
-    timeout_ms: int = Field(800, ge=1, le=60_000, description="Total time allowed for one call")
+    timeout_ms: int = Field(800, ge=1, le=60_000, description="Time allowed for one attempt")
+    retries: int = Field(
+        1, ge=0, le=5, description="Attempts after the first on a timeout, a 5xx or a network error"
+    )
+    backoff_ms: int = Field(100, ge=0, le=10_000, description="Wait before the first retry (growing)")
     headers: dict[str, str] = Field(
         default_factory=dict, description="Sent with every call; values may use ${env:NAME}"
     )
+    model_preferences: dict[str, Any] = Field(
+        default_factory=dict, description="The tenant's model preferences, sent as they are"
+    )
+    circuit_breaker: CircuitBreaker = Field(
+        default_factory=CircuitBreaker, description="The endpoint's circuit breaker"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parsed = URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"'{url}' is not an http(s) URL")
+        return url
+
+    def client(self, services: Services) -> RestClient:
+        """A ``rest`` client of the endpoint (raises ``ValueError`` for a URL that is not http(s))."""
+        return RestClient(Integration(base_url=self.url, headers=self.headers), services)
+
+    def request(self, body: dict[str, Any]) -> IntegrationRequest:
+        """One POST of ``body``, its retries and their backoff bounded by this call's own deadline."""
+        budget_ms = self.timeout_ms * (self.retries + 1) + self.backoff_ms * 2 ** (self.retries + 1)
+        policy = RetryPolicy(max_retries=self.retries, backoff_ms=self.backoff_ms)
+        return IntegrationRequest(
+            method="POST",
+            endpoint="",
+            params=body,
+            timeout_ms=self.timeout_ms,
+            max_retries=policy.max_retries,
+            backoff_ms=policy.backoff_ms,
+            retry_on=tuple(policy.retry_on),
+            deadline=time.monotonic() + budget_ms / 1000,
+        )
+
+
+def conversation_fields(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model call is told of the conversation: its recent messages and who it is with."""
+    return {
+        "conversation_history": list(context.get("recent_messages") or []),
+        "user_context": {
+            "user_id": context.get("user_id"),
+            "channel": context.get("channel"),
+            "user_profile": context.get("user_profile") or {},
+        },
+    }
+
+
+class HttpConfig(ModelCall):
     send_intents: bool = Field(
         True, description="Also send the candidates' examples and patterns under 'intents'"
+    )
+    send_context: bool = Field(
+        True, description="Also send conversation_history and user_context (profile, channel)"
     )
 
 
 class MalformedAnswer(ValueError):
     """The service answered 2xx but not with ``{"intents": [{"name", "confidence"}]}``."""
-
-
-def resolve_headers(headers: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
-    """Substitute ``${env:NAME}``; an unset variable raises KeyError naming it (not its value)."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise KeyError(f"secret {name} is not granted to this tenant, or not set")
-        return env[name]
-
-    return {key: _ENV_REF.sub(substitute, value) for key, value in headers.items()}
 
 
 def parse_answer(payload: Any, candidates: Sequence[str]) -> list[IntentScore]:
@@ -84,57 +149,53 @@ class HttpClassifier(IntentClassifier):
     name = "http"
     reads_context = True
     Config = HttpConfig
-    description = "Asks an external NLU service over HTTP; falls back to the builtin classifier."
+    description = "Asks the Model Orchestrator (an NLU service) over HTTP; falls back to builtin."
 
     def __init__(self, intents: Mapping[str, Any], config: HttpConfig, services: Services) -> None:
         super().__init__(intents, config, services)
         self._fallback = BuiltinClassifier(intents, None, services)
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout_ms / 1000)
+        self._client = config.client(services)
+        self._breaker = services.breaker(("model", config.url), f"model {config.url}", config.circuit_breaker)
         self._intent_docs = {
             name: {"examples": list(intent.examples), "patterns": list(intent.patterns)}
             for name, intent in intents.items()
         }
 
-    def _body(self, text: str, candidates: Sequence[str], recent: Sequence[str]) -> dict[str, Any]:
+    def _body(
+        self, text: str, candidates: Sequence[str], context: Mapping[str, Any], recent: Sequence[str]
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"text": text, "candidates": list(candidates)}
         if recent:  # a context_aware state: the conversation's earlier messages, oldest first
             body["context"] = list(recent)
         if self.config.send_intents:
             body["intents"] = {n: self._intent_docs[n] for n in candidates if n in self._intent_docs}
+        if self.config.send_context:
+            body.update(conversation_fields(context))
+        body["model_preferences"] = self.config.model_preferences
         return body
 
-    async def _ask(self, text: str, candidates: Sequence[str], recent: Sequence[str]) -> list[IntentScore]:
-        headers = resolve_headers(self.config.headers, self.services.env)
-        async with self.services.http().post(
-            self.config.url, json=self._body(text, candidates, recent), headers=headers, timeout=self._timeout
-        ) as response:
-            if response.status >= 300:
-                raise aiohttp.ClientResponseError(
-                    response.request_info, (), status=response.status, message=response.reason or ""
-                )
-            try:
-                payload = await response.json(content_type=None)
-            except ValueError as exc:
-                raise MalformedAnswer("the body is not JSON") from exc
-        return parse_answer(payload, candidates)
-
     async def classify(self, text: str, candidates: Sequence[str]) -> list[IntentScore]:
-        return await self.classify_in_context(text, candidates, ())
+        return await self.classify_in_context(text, candidates, {})
 
     async def classify_in_context(
-        self, text: str, candidates: Sequence[str], recent: Sequence[str]
+        self,
+        text: str,
+        candidates: Sequence[str],
+        context: Mapping[str, Any],
+        recent: Sequence[str] = (),
     ) -> list[IntentScore]:
         """The service's answer; ``recent`` (a context_aware state) travels as the body's ``context``."""
-        try:
-            return await self._ask(text, candidates, recent)
-        except TimeoutError:
-            reason = f"no answer within {self.config.timeout_ms} ms"
-        except aiohttp.ClientResponseError as exc:
-            reason = f"status {exc.status}"
-        except (aiohttp.ClientError, KeyError, MalformedAnswer) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+        request = self.config.request(self._body(text, candidates, context, recent))
+        result = await self._breaker.call(self._client, request)
+        if result.ok:
+            try:
+                return parse_answer(result.data, candidates)
+            except MalformedAnswer as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+        else:
+            reason = f"{result.error}: {result.message}"
         log.warning("NLU service %s failed (%s); using the builtin classifier", self.config.url, reason)
-        return await self._fallback.classify_in_context(text, candidates, recent)
+        return await self._fallback.classify_in_context(text, candidates, context, recent)
 
 
 @hookimpl

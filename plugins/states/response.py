@@ -1,10 +1,12 @@
-"""``response``: renders one template (by channel, else ``default``, else the first) and emits it."""
+"""``response``: renders one template (by channel, else ``default``, else the first) and emits it, or,
+with ``generate``, asks the Model Orchestrator for the reply and says the template when it cannot."""
 
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_engine import FlowAssets, Reference, StateType, TurnView, hookimpl
+from mcp_engine.plugins.states.generate import Generate
 from mcp_engine.plugins.states.personalization import Personalization, VariantChooser, also_true
 
 
@@ -33,6 +35,10 @@ class ResponseConfig(BaseModel):
             )
         return None if value is True else value
 
+    generate: Generate | None = Field(
+        None, description="Ask the Model Orchestrator for the reply; the template is the fallback"
+    )
+
 
 class ResponseState(StateType):
     name = "response"
@@ -52,14 +58,22 @@ class ResponseState(StateType):
             attributes["typing_indicator"] = "true"
         if self.config.delay_ms is not None:
             attributes["delay_ms"] = str(self.config.delay_ms)
-        templates = self.chooser.choose(turn.context) if self.chooser is not None else None
-        (templates or self.templates).emit(turn, **attributes)
+        templates = (
+            self.chooser.choose(turn.context) if self.chooser is not None else None
+        ) or self.templates
+        if self.config.generate is None:
+            templates.emit(turn, **attributes)
+            return
+        text = await self.config.generate.reply(turn, templates.render(turn) or "")
+        turn.emit(text, **attributes)
 
     @classmethod
     def references(cls, config: ResponseConfig) -> Iterator[Reference]:
         yield from template_references(config.response_templates)
         if config.personalization is not None:
             yield from config.personalization.references()
+        if config.generate is not None:
+            yield from config.generate.references()
 
 
 class ChannelTemplates:
@@ -69,10 +83,14 @@ class ChannelTemplates:
         self.by_channel = {channel: assets.template(text) for channel, text in templates.items()}
         self.fallback = self.by_channel.get("default") or next(iter(self.by_channel.values()), None)
 
-    def emit(self, turn: TurnView, **attributes: str) -> None:
+    def render(self, turn: TurnView) -> str | None:
         template = self.by_channel.get(str(turn.context.get("channel") or ""), self.fallback)
-        if template is not None:
-            turn.emit(turn.render(template), **attributes)
+        return None if template is None else turn.render(template)
+
+    def emit(self, turn: TurnView, **attributes: str) -> None:
+        text = self.render(turn)
+        if text is not None:
+            turn.emit(text, **attributes)
 
 
 def template_references(templates: dict[str, str]) -> Iterator[Reference]:

@@ -39,12 +39,14 @@ def _tenant_out(tenant: Tenant) -> models.TenantOut:
         default_flow=tenant.default_flow,
         enabled_plugins=plugins,
         outbound_webhook=tenant.outbound_webhook,
+        webhook_secret_set=bool(tenant.webhook_secret),
     )
 
 
 async def put_tenant(call: Call) -> web.StreamResponse:
-    """Set the tenant's default flow, enabled plugins and outbound webhook. Fields left out keep their
-    value. With the admin key an unknown tenant is created (201); its own key may change it (200)."""
+    """Set the tenant's default flow, enabled plugins, outbound webhook and its signing secret. Fields left
+    out keep their value. With the admin key an unknown tenant is created (201); its own key may change
+    it (200)."""
     tenant_id = call.path["tenant_id"]
     admin = await _is_admin(call)
     if not admin and await call.tenant(tenant_id) != tenant_id:

@@ -221,6 +221,9 @@ class TenantIn(Strict):
         None, description="Plugin or distribution names; null enables every installed plugin."
     )
     outbound_webhook: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2000)] | None = None
+    webhook_secret: Annotated[str, Field(min_length=16, max_length=256, pattern=r"^\S+$")] | None = Field(
+        None, description="Signs outbound webhook bodies (HMAC-SHA256); write-only, never shown back"
+    )
 
 
 class TenantOut(BaseModel):
@@ -228,6 +231,7 @@ class TenantOut(BaseModel):
     default_flow: str | None
     enabled_plugins: list[str] | None
     outbound_webhook: str | None
+    webhook_secret_set: bool = Field(description="Whether outbound webhook bodies are signed")
 
 
 class KeyCreated(BaseModel):
