@@ -71,7 +71,7 @@ class CompiledFlow:
     needs: tuple[PluginUse, ...] = ()  # the third-party plugins it uses: each must be enabled to run
     size_bytes: int = 0  # the memory it holds, estimated: what the catalogue's cache bounds
     context_turns: int = 0  # the most any state's classifier looks back (context_aware)
-    kept: Keep = field(default_factory=Keep)  # what the turn keeps of the conversation's messages (recent_messages)
+    kept: Keep = field(default_factory=Keep)  # what the turn keeps of its messages (recent_messages)
 
     @property
     def key(self) -> tuple[str, str, str]:
