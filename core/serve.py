@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ class EngineServer:
         default_flow: str | None = None,
         services: EngineServices | None = None,
         grace_s: float = GRACE_S,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port  # ``serve --workers``: the worker processes share both ports
         self.host = host
         self.flows_dir = flows_dir
         self.default_flow = default_flow
@@ -90,7 +93,7 @@ class EngineServer:
         app.middlewares.insert(0, access_middleware)  # outermost: it logs the status clients get
         self._runner = web.AppRunner(app, shutdown_timeout=self.grace_s, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, settings.http_port)
+        site = web.TCPSite(self._runner, self.host, settings.http_port, reuse_port=self.reuse_port or None)
         await site.start()
         self.http_port = self._runner.addresses[0][1]
         self._grpc, self.grpc_port = await create_server(
@@ -101,6 +104,7 @@ class EngineServer:
             settings.grpc_port,
             metrics=self.metrics,
             interceptors=[AccessInterceptor()],
+            reuse_port=self.reuse_port,
         )
         await self._grpc.start()
         self._timers = asyncio.create_task(run_timers(engine, self._stop_timers), name="timers")
@@ -133,9 +137,17 @@ class EngineServer:
         log.info("stopped")
 
 
-def run(settings: EngineSettings, host: str, flows_dir: Path | None, default_flow: str | None) -> int:
+def run(
+    settings: EngineSettings,
+    host: str,
+    flows_dir: Path | None,
+    default_flow: str | None,
+    reuse_port: bool = False,
+    ready: Callable[[], None] | None = None,
+) -> int:
     """``serve`` on uvloop where it is installed (``MCP_EVENT_LOOP``, default uvloop): measured here, it
-    takes a third off the CPU each Redis command costs the client and half off each PostgreSQL query's."""
+    takes a third off the CPU each Redis command costs the client and half off each PostgreSQL query's.
+    ``reuse_port`` and ``ready`` (called once both servers listen) are for ``serve --workers``."""
     factory = None
     if settings.event_loop == "uvloop":
         try:
@@ -145,12 +157,19 @@ def run(settings: EngineSettings, host: str, flows_dir: Path | None, default_flo
         else:
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(serve(settings, host, flows_dir, default_flow))
+        return runner.run(serve(settings, host, flows_dir, default_flow, reuse_port, ready))
 
 
-async def serve(settings: EngineSettings, host: str, flows_dir: Path | None, default_flow: str | None) -> int:
+async def serve(
+    settings: EngineSettings,
+    host: str,
+    flows_dir: Path | None,
+    default_flow: str | None,
+    reuse_port: bool = False,
+    ready: Callable[[], None] | None = None,
+) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully; the exit status."""
-    server = EngineServer(settings, host, flows_dir, default_flow)
+    server = EngineServer(settings, host, flows_dir, default_flow, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -160,6 +179,8 @@ async def serve(settings: EngineSettings, host: str, flows_dir: Path | None, def
     except BaseException:
         await server.stop()
         raise
+    if ready is not None:
+        ready()
     await stop.wait()
     await server.stop()
     return 0
