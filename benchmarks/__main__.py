@@ -20,6 +20,7 @@ BENCHMARKS = {
     "scaling": "benchmarks.scaling",
     "multiprocess": "benchmarks.multiprocess",
     "experiments": "benchmarks.experiments",
+    "workers": "benchmarks.workers",
 }
 
 
