@@ -435,6 +435,7 @@ def serve(flows_dir: Path | None, host: str, default_flow: str | None, workers: 
     from mcp_engine.errors import EngineError
     from mcp_engine.logs import configure_logging
     from mcp_engine.serve import run as run_server
+    from mcp_engine.serve import serve as served
     from mcp_engine.workers import Supervisor, worker_count
 
     try:
@@ -444,8 +445,9 @@ def serve(flows_dir: Path | None, host: str, default_flow: str | None, workers: 
     log_format = os.environ.get("MCP_LOG_FORMAT")
     configure_logging(log_format)
     try:
+        settings = EngineSettings()
         if count == 1:
-            sys.exit(run_server(EngineSettings(), host, flows_dir, default_flow))
-        sys.exit(Supervisor(EngineSettings(), host, count, flows_dir, default_flow, log_format).run())
+            sys.exit(run_server(settings, served(settings, host, flows_dir, default_flow)))
+        sys.exit(Supervisor(settings, host, count, flows_dir, default_flow, log_format).run())
     except EngineError as exc:
         raise click.ClickException(exc.message) from exc

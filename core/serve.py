@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -137,17 +137,10 @@ class EngineServer:
         log.info("stopped")
 
 
-def run(
-    settings: EngineSettings,
-    host: str,
-    flows_dir: Path | None,
-    default_flow: str | None,
-    reuse_port: bool = False,
-    ready: Callable[[], None] | None = None,
-) -> int:
-    """``serve`` on uvloop where it is installed (``MCP_EVENT_LOOP``, default uvloop): measured here, it
-    takes a third off the CPU each Redis command costs the client and half off each PostgreSQL query's.
-    ``reuse_port`` and ``ready`` (called once both servers listen) are for ``serve --workers``."""
+def run(settings: EngineSettings, main: Coroutine[Any, Any, int]) -> int:
+    """``main`` (``serve(...)``) on uvloop where it is installed (``MCP_EVENT_LOOP``, default uvloop):
+    measured here, it takes a third off the CPU each Redis command costs the client and half off each
+    PostgreSQL query's."""
     factory = None
     if settings.event_loop == "uvloop":
         try:
@@ -157,7 +150,7 @@ def run(
         else:
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(serve(settings, host, flows_dir, default_flow, reuse_port, ready))
+        return runner.run(main)
 
 
 async def serve(
@@ -168,7 +161,8 @@ async def serve(
     reuse_port: bool = False,
     ready: Callable[[], None] | None = None,
 ) -> int:
-    """Run until SIGTERM or SIGINT, then shut down gracefully; the exit status."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; the exit status. ``reuse_port`` and
+    ``ready`` (called once both servers listen) are for ``serve --workers``."""
     server = EngineServer(settings, host, flows_dir, default_flow, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

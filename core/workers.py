@@ -193,17 +193,13 @@ def _work(
     """A worker process: ``serve`` on the shared ports. It publishes ``--flows`` again (stored already by
     the supervisor: a no-op there) so that it compiles them before taking traffic."""
     from mcp_engine.logs import configure_logging
-    from mcp_engine.serve import run
+    from mcp_engine.serve import run, serve
+
+    def serving() -> None:
+        ready.put((index, os.getpid()))
 
     configure_logging(log_format)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
-    raise SystemExit(
-        run(
-            settings,
-            host,
-            flows_dir,
-            default_flow,
-            reuse_port=True,
-            ready=lambda: ready.put((index, os.getpid())),
-        )
-    )
+    # Ctrl-C reaches the whole process group: a worker still starting leaves it to the supervisor (which
+    # sends SIGTERM) instead of dying with a traceback; once serving, serve's own handler stops it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(run(settings, serve(settings, host, flows_dir, default_flow, True, serving)))

@@ -21,7 +21,7 @@ import pytest
 
 from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 from mcp_engine.workers import worker_count
-from tests.production_kit import POSTGRES_URI, REDIS_URL, fresh_backing
+from tests.production_kit import store_env
 from tests.serve_kit import FLOWS_DIR, MCP_ENGINE, Served, serve
 
 pytestmark = pytest.mark.slow
@@ -31,25 +31,17 @@ CONVERSATIONS = 4
 
 
 @pytest.fixture(params=["embedded", "production"])
-async def store_env(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
-    if request.param == "embedded":
-        yield {}
-        return
-    async with fresh_backing("workers") as name:
-        yield {
-            "POSTGRES_URI": POSTGRES_URI,
-            "REDIS_URL": REDIS_URL,
-            "MCP_POSTGRES_SCHEMA": name,
-            "MCP_REDIS_PREFIX": name,
-        }
+async def shared(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
+    async with store_env(request.param, "workers") as env:
+        yield env
 
 
 @pytest.fixture
-def workers(tmp_path: Path, store_env: dict[str, str]) -> Iterator[Served]:
+def workers(tmp_path: Path, shared: dict[str, str]) -> Iterator[Served]:
     flows = tmp_path / "flows"
     flows.mkdir()
     shutil.copy(FLOWS_DIR / "pizza.json", flows / "pizza.json")
-    with serve(tmp_path, "--workers", "2", "--flows", str(flows), env=store_env) as served:
+    with serve(tmp_path, "--workers", "2", "--flows", str(flows), env=shared) as served:
         served.wait_for("2 workers serving")
         yield served
 
@@ -177,19 +169,19 @@ async def test_a_dead_worker_is_replaced_and_sigterm_stops_them_all(workers: Ser
         assert not Path(f"/proc/{pid}").exists()  # stopped and reaped by the supervisor
 
 
+def serve_once(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``mcp-engine serve *args`` to its end (one that cannot start), its output captured."""
+    command, environment = [str(MCP_ENGINE), "serve", *args], {**os.environ, **env}
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
+
+
 def test_workers_must_be_a_positive_number_or_auto() -> None:
     assert worker_count("auto") == (os.cpu_count() or 1)
     assert worker_count("3") == 3
     for bad in ("0", "-2", "many"):
         with pytest.raises(ValueError, match="positive number or 'auto'"):
             worker_count(bad)
-    result = subprocess.run(
-        [str(MCP_ENGINE), "serve", "--workers", "none"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve_once("--workers", "none")
     assert result.returncode == 2
     assert "--workers must be a positive number or 'auto', not 'none'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -200,13 +192,6 @@ def test_workers_that_cannot_start_stop_the_supervisor(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [str(MCP_ENGINE), "serve", "--workers", "2"],
-            env={**os.environ, "HTTP_PORT": str(port), "MCP_SQLITE_PATH": str(tmp_path / "w.db")},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = serve_once("--workers", "2", HTTP_PORT=str(port), MCP_SQLITE_PATH=str(tmp_path / "w.db"))
     assert result.returncode == 1, result.stderr
     assert "before it served: stopping" in result.stderr
