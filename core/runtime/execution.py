@@ -30,6 +30,7 @@ from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, run_flow, start_run
+from mcp_engine.runtime.lookups import StampedLookups
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
 from mcp_engine.runtime.turn import Turn
@@ -85,11 +86,13 @@ class ExecutionService:
         self.sinks = SinkFanout(
             self.registry, self.services, self.settings.event_sinks, self.catalogue.tenant
         )
+        self.lookups = StampedLookups(store)  # a new run's default flow, published version, experiment
         self.experiments = ExperimentService(
             store,
             self.catalogue,
             self.settings.enable_ab_testing,
             counts_events=any(sink.name == "store" for sink in self.sinks.sinks),
+            lookups=self.lookups,
         )
 
     async def start(self) -> None:
@@ -197,12 +200,13 @@ class ExecutionService:
         new_run = context is None or context["run"]["completed"] or (force and force != run_flow(context))
         assignment: Assignment | None = None
         if new_run:
-            flow_id = force or (
-                context["flow_id"] if context else await self.catalogue.default_flow(tenant_id)
+            stamp = await self.lookups.stamp(hints.bypass_cache if hints else False)
+            flow_id: str = force or (
+                context["flow_id"] if context else await self._default_flow(tenant_id, stamp)
             )
             user_id = message.user_id or (context.get("user_id", "") if context else "")
             compiled, assignment = await self.experiments.new_run(
-                tenant_id, flow_id, user_id, conversation_id
+                tenant_id, flow_id, user_id, conversation_id, stamp
             )
         else:
             assert context is not None
@@ -250,6 +254,11 @@ class ExecutionService:
         mark_turn(context, turn.events)
         context["updated_at"] = time.time()
         return turn, before
+
+    async def _default_flow(self, tenant_id: str, stamp: str | None) -> str:
+        return await self.lookups.get(
+            ("default flow", tenant_id), stamp, lambda: self.catalogue.default_flow(tenant_id)
+        )
 
     async def _resolve(self, tenant_id: str, reference: str) -> CompiledFlow:
         flow_id, _, version = reference.partition("@")

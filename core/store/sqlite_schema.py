@@ -130,6 +130,18 @@ MIGRATIONS: list[str] = [
     -- replaces it), and if the firing process dies first, another fires it once the lease has passed
     ALTER TABLE timers ADD COLUMN claimed_until REAL;  -- NULL: not claimed
     """,
+    """
+    -- the catalogue's stamp (Store.catalogue_stamp): counts every change to what a new run looks up, made by
+    -- any process on the file, in the changing transaction itself
+    CREATE TABLE catalogue_stamp (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+    INSERT INTO catalogue_stamp (id, n) VALUES (1, 0);
+    """
+    + "".join(
+        f"CREATE TRIGGER {table}_{change.lower()}_stamp AFTER {change} ON {table}"
+        " BEGIN UPDATE catalogue_stamp SET n = n + 1; END;\n"
+        for table in ("tenants", "flow_versions", "experiments")
+        for change in ("INSERT", "UPDATE", "DELETE")
+    ),
 ]
 
 
