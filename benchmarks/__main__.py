@@ -21,6 +21,7 @@ BENCHMARKS = {
     "multiprocess": "benchmarks.multiprocess",
     "experiments": "benchmarks.experiments",
     "workers": "benchmarks.workers",
+    "memory": "benchmarks.memory",
 }
 
 

@@ -221,10 +221,11 @@ def wait_for(
 
 @dataclass(frozen=True)
 class Served:
-    """Engines being served: each process's (REST port, gRPC port)."""
+    """Engines being served: each process's (REST port, gRPC port) and pid."""
 
     http_ports: tuple[int, ...]
     grpc_ports: tuple[int, ...]
+    pids: tuple[int, ...] = ()
 
     def ports(self, protocol: str) -> tuple[int, ...]:
         return self.grpc_ports if protocol == "grpc" else self.http_ports
@@ -262,7 +263,9 @@ def served_engines(store: str, processes: int = 1, workers: int = 1) -> Iterator
             for server, (http_port, grpc_port) in zip(servers, ports, strict=True):
                 wait_for(http_port, server, workers)
                 wait_for(grpc_port, server, workers)
-            yield Served(tuple(p for p, _ in ports), tuple(p for _, p in ports))
+            yield Served(
+                tuple(p for p, _ in ports), tuple(p for _, p in ports), tuple(s.pid for s in servers)
+            )
         finally:
             for server in servers:
                 server.terminate()
