@@ -28,26 +28,26 @@ def run(quick: bool = False) -> Section:
     plan = Plan.of(quick, levels=(16, 64))
     targets: dict[str, Endpoint] = {}
     baselines: dict[str, str] = {}
+    # --quick (the harness works, under a minute in all): 2 workers on the embedded store, 2 echo processes
+    counts, stores = ((2,), ("embedded",)) if quick else (COUNTS, ("embedded", "production"))
     with ExitStack() as stack:
-        for count in COUNTS:
+        echoes = {}
+        for count in counts:
             echo = stack.enter_context(bare_server(_echo_server, processes=count))
-            targets[f"bare echo, {count} process{'es' if count > 1 else ''}"] = (
-                "grpc",
-                (echo,) * CONNECTIONS,
-            )
-        stores = ("embedded",) if quick else ("embedded", "production")  # --quick stays under a minute
+            echoes[count] = f"bare echo, {count} process{'es' if count > 1 else ''}"
+            targets[echoes[count]] = ("grpc", (echo,) * CONNECTIONS)
         for store in stores:
-            for count in COUNTS:
+            for count in counts:
                 served = stack.enter_context(served_engines(store, workers=count))
                 label = f"engine, {store}, {_name(count)}"
                 targets[label] = ("grpc", served.grpc_ports * CONNECTIONS)
-                baselines[label] = list(targets)[count - 1]
+                baselines[label] = echoes[count]
         client = stack.enter_context(load_client())
         rows, _ratios, figures = against_baselines(client, targets, baselines, plan)
     scaling = []
-    for level, level_figures in figures.items():
+    for level, level_figures in figures.items() if len(counts) == 2 else ():
         assert isinstance(level_figures, dict)
-        for what in ("bare echo", "engine, embedded", "engine, production"):
+        for what in ("bare echo", *(f"engine, {store}" for store in stores)):
             one, two = (level_figures[f"{label}_per_s"] for label in targets if label.startswith(what))
             scaling.append(f"{what} at {level} in flight: 2 processes = {two / one:.2f}x of 1")
     return Section(
