@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -181,6 +182,14 @@ async def _publish(settings: EngineSettings, flows_dir: Path, default_flow: str 
         await engine.close()
 
 
+def _stop_with_supervisor() -> None:
+    """A worker whose supervisor died (even by SIGKILL) stops itself gracefully: no orphan keeps the port."""
+    supervisor = multiprocessing.parent_process()
+    if supervisor is not None:
+        wait([supervisor.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _work(
     settings: EngineSettings,
     host: str,
@@ -199,6 +208,7 @@ def _work(
         ready.put((index, os.getpid()))
 
     configure_logging(log_format)
+    threading.Thread(target=_stop_with_supervisor, name="supervisor-watch", daemon=True).start()
     # Ctrl-C reaches the whole process group: a worker still starting leaves it to the supervisor (which
     # sends SIGTERM) instead of dying with a traceback; once serving, serve's own handler stops it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

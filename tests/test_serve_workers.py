@@ -44,6 +44,17 @@ def workers(tmp_path: Path, shared: dict[str, str]) -> Iterator[Served]:
     with serve(tmp_path, "--workers", "2", "--flows", str(flows), env=shared) as served:
         served.wait_for("2 workers serving")
         yield served
+        pids = worker_pids(served)
+    # serve_kit kills the supervisor (SIGKILL) if the test left it running: its workers stop themselves
+    wait_until(lambda: all(gone(pid) for pid in pids))
+
+
+def gone(pid: int) -> bool:
+    """The process ended (a zombie waiting for whoever reaps orphans counts as ended)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
 
 
 def worker_pids(served: Served) -> set[int]:
@@ -166,7 +177,7 @@ async def test_a_dead_worker_is_replaced_and_sigterm_stops_them_all(workers: Ser
     assert workers.terminate() == 0
     assert "stopping 2 workers" in workers.output()
     for pid in after:
-        assert not Path(f"/proc/{pid}").exists()  # stopped and reaped by the supervisor
+        assert gone(pid)
 
 
 def serve_once(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
