@@ -68,7 +68,7 @@ def _measure(client: LoadClient, store: str, few: int, many: int, flows: int) ->
 
 
 def run(quick: bool = False) -> Section:
-    few, many, flows = (200, 600, 5) if quick else (1_000, 10_000, 100)
+    few, many, flows = (100, 300, 3) if quick else (1_000, 10_000, 100)
     stores = ("production",) if quick else ("embedded", "production")
     rows: list[list[str]] = []
     figures: dict[str, object] = {}
