@@ -21,6 +21,8 @@ BENCHMARKS = {
     "multiprocess": "benchmarks.multiprocess",
     "experiments": "benchmarks.experiments",
     "attacks": "benchmarks.attacks",
+    "workers": "benchmarks.workers",
+    "memory": "benchmarks.memory",
 }
 
 

@@ -49,7 +49,7 @@ class Outcome:
         return len(self.latencies) / self.wall_s
 
 
-Send = Callable[[int, str, str], Awaitable[None]]  # (port, conversation, text)
+Send = Callable[[int, str, str], Awaitable[None]]  # (index into the job's ports, conversation, text)
 
 
 async def _grpc_sender(ports: tuple[int, ...]) -> tuple[Send, Callable[[], Awaitable[None]]]:
@@ -57,12 +57,14 @@ async def _grpc_sender(ports: tuple[int, ...]) -> tuple[Send, Callable[[], Await
 
     from mcp_engine.api.grpc import mcp_pb2, mcp_pb2_grpc
 
-    channels = {port: grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports}
-    for channel in channels.values():
+    # One connection per entry: a port named twice is two connections (to two workers sharing it, maybe).
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) for port in ports]
+    for channel in channels:
         await channel.channel_ready()
-    stubs = {port: mcp_pb2_grpc.MCPEngineStub(channel) for port, channel in channels.items()}
+    stubs = [mcp_pb2_grpc.MCPEngineStub(channel) for channel in channels]
 
-    async def send(port: int, conversation: str, text: str) -> None:
+    async def send(slot: int, conversation: str, text: str) -> None:
         request = mcp_pb2.ProcessMessageRequest(
             tenant_id="demo",
             conversation_id=conversation,
@@ -70,12 +72,12 @@ async def _grpc_sender(ports: tuple[int, ...]) -> tuple[Send, Callable[[], Await
             hints=mcp_pb2.ProcessingHints(force_flow="pizza"),
         )
         try:
-            await stubs[port].ProcessMessage(request, timeout=30)
+            await stubs[slot].ProcessMessage(request, timeout=30)
         except grpc.aio.AioRpcError as exc:
             raise _Failed(exc.code().name) from None
 
     async def close() -> None:
-        for channel in channels.values():
+        for channel in channels:
             await channel.close()
 
     return send, close
@@ -86,13 +88,13 @@ async def _http_sender(ports: tuple[int, ...], in_flight: int) -> tuple[Send, Ca
 
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight * len(ports)))
 
-    async def send(port: int, conversation: str, text: str) -> None:
+    async def send(slot: int, conversation: str, text: str) -> None:
         body = {
             "tenant_id": "demo",
             "content": {"type": "text", "text": text},
             "hints": {"force_flow": "pizza"},
         }
-        url = f"http://127.0.0.1:{port}/v2/conversations/{conversation}/messages"
+        url = f"http://127.0.0.1:{ports[slot]}/v2/conversations/{conversation}/messages"
         async with session.post(url, json=body) as response:
             await response.read()
             if response.status != 200:
@@ -128,7 +130,7 @@ async def run_job(job: Job, run_id: str) -> Outcome:
                 text = SCRIPT[(k // job.conversations) % len(SCRIPT)]
             started = time.perf_counter()
             try:
-                await send(job.ports[k % len(job.ports)], conversation, text)
+                await send(k % len(job.ports), conversation, text)
             except _Failed as exc:
                 failures[str(exc)] += 1
                 continue

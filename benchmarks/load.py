@@ -194,13 +194,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(port: int, process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess) -> None:
-    """Until something listens on ``port``; a server process that died first fails at once."""
+def listening(port: int) -> int:
+    """How many sockets listen on ``port`` (several, when processes share it with SO_REUSEPORT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            count += fields[1].endswith(f":{port:04X}") and fields[3] == "0A"  # 0A: LISTEN
+    return count
+
+
+def wait_for(
+    port: int, process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess, sockets: int = 1
+) -> None:
+    """Until ``sockets`` listen on ``port``; a server process that died first fails at once."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if listening(port) >= sockets:
+            return
         exited = process.poll() if isinstance(process, subprocess.Popen) else process.exitcode
         if exited is not None:
             raise RuntimeError(f"the server for 127.0.0.1:{port} exited with status {exited}")
@@ -210,20 +221,21 @@ def wait_for(port: int, process: subprocess.Popen[bytes] | multiprocessing.proce
 
 @dataclass(frozen=True)
 class Served:
-    """Engines being served: each process's (REST port, gRPC port)."""
+    """Engines being served: each process's (REST port, gRPC port) and pid."""
 
     http_ports: tuple[int, ...]
     grpc_ports: tuple[int, ...]
+    pids: tuple[int, ...] = ()
 
     def ports(self, protocol: str) -> tuple[int, ...]:
         return self.grpc_ports if protocol == "grpc" else self.http_ports
 
 
 @contextmanager
-def served_engines(store: str, processes: int = 1) -> Iterator[Served]:
-    """``mcp-engine serve --flows examples/flows`` (auth off) in ``processes`` processes while the block
-    runs: on a fresh embedded SQLite file (``store`` "embedded", one process) or on one fresh PostgreSQL
-    schema + Redis prefix that all of them share ("production")."""
+def served_engines(store: str, processes: int = 1, workers: int = 1) -> Iterator[Served]:
+    """``mcp-engine serve --flows examples/flows --workers W`` (auth off) in ``processes`` processes while
+    the block runs: on a fresh embedded SQLite file (``store`` "embedded", one process) or on one fresh
+    PostgreSQL schema + Redis prefix that all of them share ("production")."""
     with tempfile.TemporaryDirectory() as scratch, _store_env(store, scratch) as store_env:
         ports = [(free_port(), free_port()) for _ in range(processes)]
         servers = []
@@ -232,6 +244,8 @@ def served_engines(store: str, processes: int = 1) -> Iterator[Served]:
             "serve",
             "--flows",
             str(ROOT / "examples" / "flows"),
+            "--workers",
+            str(workers),
         ]
         try:
             for http_port, grpc_port in ports:
@@ -247,9 +261,11 @@ def served_engines(store: str, processes: int = 1) -> Iterator[Served]:
                     subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 )
             for server, (http_port, grpc_port) in zip(servers, ports, strict=True):
-                wait_for(http_port, server)
-                wait_for(grpc_port, server)
-            yield Served(tuple(p for p, _ in ports), tuple(p for _, p in ports))
+                wait_for(http_port, server, workers)
+                wait_for(grpc_port, server, workers)
+            yield Served(
+                tuple(p for p, _ in ports), tuple(p for _, p in ports), tuple(s.pid for s in servers)
+            )
         finally:
             for server in servers:
                 server.terminate()
@@ -272,17 +288,21 @@ def _store_env(store: str, scratch: str) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def bare_server(target: Callable[..., None], *args: Any) -> Iterator[int]:
-    """``target(port, *args)`` serving in a process of its own while the block runs; yields the port."""
+def bare_server(target: Callable[..., None], *args: Any, processes: int = 1) -> Iterator[int]:
+    """``target(port, *args)`` serving in ``processes`` processes of its own (sharing the port: grpc.aio
+    binds with SO_REUSEPORT) while the block runs; yields the port."""
     port = free_port()
-    process = multiprocessing.get_context("spawn").Process(target=target, args=(port, *args), daemon=True)
-    process.start()
+    context = multiprocessing.get_context("spawn")
+    servers = [context.Process(target=target, args=(port, *args), daemon=True) for _ in range(processes)]
+    for process in servers:
+        process.start()
     try:
-        wait_for(port, process)
+        wait_for(port, servers[0], processes)
         yield port
     finally:
-        process.kill()
-        process.join(timeout=10)
+        for process in servers:
+            process.kill()
+            process.join(timeout=10)
 
 
 def run_on_serve_loop(main: Callable[[], Awaitable[None]]) -> None:

@@ -505,7 +505,14 @@ def _state(key: ApiKey) -> str:
     envvar="MCP_DEFAULT_FLOW",
     help="The flow (by id) that becomes its tenant's default; else a tenant's first flow of --flows.",
 )
-def serve(flows_dir: Path | None, host: str, default_flow: str | None) -> None:
+@click.option(
+    "--workers",
+    envvar="MCP_WORKERS",
+    default="1",
+    show_default=True,
+    help="Engine processes sharing both ports (SO_REUSEPORT), each on its own loop; 'auto': one per core.",
+)
+def serve(flows_dir: Path | None, host: str, default_flow: str | None, workers: str) -> None:
     """Serve REST (HTTP_PORT) and gRPC (GRPC_PORT) until SIGTERM/SIGINT; MCP_LOG_FORMAT=json for JSON logs."""
     import os
 
@@ -513,10 +520,19 @@ def serve(flows_dir: Path | None, host: str, default_flow: str | None) -> None:
     from mcp_engine.errors import EngineError
     from mcp_engine.logs import configure_logging
     from mcp_engine.serve import run as run_server
+    from mcp_engine.serve import serve as served
+    from mcp_engine.workers import Supervisor, worker_count
 
-    settings = EngineSettings()
-    configure_logging(os.environ.get("MCP_LOG_FORMAT"), service=settings.service_name)
     try:
-        sys.exit(run_server(settings, host, flows_dir, default_flow))
+        count = worker_count(workers)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--workers") from exc
+    log_format = os.environ.get("MCP_LOG_FORMAT")
+    try:
+        settings = EngineSettings()
+        configure_logging(log_format, service=settings.service_name)
+        if count == 1:
+            sys.exit(run_server(settings, served(settings, host, flows_dir, default_flow)))
+        sys.exit(Supervisor(settings, host, count, flows_dir, default_flow, log_format).run())
     except EngineError as exc:
         raise click.ClickException(exc.message) from exc

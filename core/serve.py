@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ class EngineServer:
         default_flow: str | None = None,
         services: EngineServices | None = None,
         grace_s: float = GRACE_S,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port  # ``serve --workers``: the worker processes share both ports
         self.host = host
         self.flows_dir = flows_dir
         self.default_flow = default_flow
@@ -93,7 +96,7 @@ class EngineServer:
         app.middlewares.insert(0, access_middleware)  # outermost: it logs the status clients get
         self._runner = web.AppRunner(app, shutdown_timeout=self.grace_s, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, settings.http_port)
+        site = web.TCPSite(self._runner, self.host, settings.http_port, reuse_port=self.reuse_port or None)
         await site.start()
         self.http_port = self._runner.addresses[0][1]
         self._grpc, self.grpc_port = await create_server(
@@ -104,6 +107,7 @@ class EngineServer:
             settings.grpc_port,
             metrics=self.metrics,
             interceptors=[AccessInterceptor()],
+            reuse_port=self.reuse_port,
         )
         await self._grpc.start()
         engine.catalogue.book.own_ports.update((self.http_port, self.grpc_port))  # the URL policy's
@@ -137,9 +141,10 @@ class EngineServer:
         log.info("stopped")
 
 
-def run(settings: EngineSettings, host: str, flows_dir: Path | None, default_flow: str | None) -> int:
-    """``serve`` on uvloop where it is installed (``MCP_EVENT_LOOP``, default uvloop): measured here, it
-    takes a third off the CPU each Redis command costs the client and half off each PostgreSQL query's."""
+def run(settings: EngineSettings, main: Coroutine[Any, Any, int]) -> int:
+    """``main`` (``serve(...)``) on uvloop where it is installed (``MCP_EVENT_LOOP``, default uvloop):
+    measured here, it takes a third off the CPU each Redis command costs the client and half off each
+    PostgreSQL query's."""
     factory = None
     if settings.event_loop == "uvloop":
         try:
@@ -149,12 +154,20 @@ def run(settings: EngineSettings, host: str, flows_dir: Path | None, default_flo
         else:
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(serve(settings, host, flows_dir, default_flow))
+        return runner.run(main)
 
 
-async def serve(settings: EngineSettings, host: str, flows_dir: Path | None, default_flow: str | None) -> int:
-    """Run until SIGTERM or SIGINT, then shut down gracefully; the exit status."""
-    server = EngineServer(settings, host, flows_dir, default_flow)
+async def serve(
+    settings: EngineSettings,
+    host: str,
+    flows_dir: Path | None,
+    default_flow: str | None,
+    reuse_port: bool = False,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; the exit status. ``reuse_port`` and
+    ``ready`` (called once both servers listen) are for ``serve --workers``."""
+    server = EngineServer(settings, host, flows_dir, default_flow, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -164,6 +177,8 @@ async def serve(settings: EngineSettings, host: str, flows_dir: Path | None, def
     except BaseException:
         await server.stop()
         raise
+    if ready is not None:
+        ready()
     await stop.wait()
     await server.stop()
     return 0

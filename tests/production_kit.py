@@ -39,3 +39,19 @@ async def fresh_backing(tag: str) -> AsyncIterator[str]:
         finally:
             await connection.close()
         await delete_keys(name)
+
+
+@asynccontextmanager
+async def store_env(kind: str, tag: str) -> AsyncIterator[dict[str, str]]:
+    """What points ``mcp-engine serve`` at a store: nothing for the embedded one (``serve_kit`` gives each
+    process its own file unless told otherwise), or a fresh PostgreSQL schema + Redis prefix (production)."""
+    if kind == "embedded":
+        yield {}
+        return
+    async with fresh_backing(tag) as name:
+        yield {
+            "POSTGRES_URI": POSTGRES_URI,
+            "REDIS_URL": REDIS_URL,
+            "MCP_POSTGRES_SCHEMA": name,
+            "MCP_REDIS_PREFIX": name,
+        }

@@ -29,6 +29,7 @@ from mcp_engine.experiments.results import ExperimentResults, summarize
 from mcp_engine.flow.problems import Problem
 from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
+from mcp_engine.runtime.lookups import StampedLookups
 from mcp_engine.store.base import ExperimentRecord, Store
 
 NO_STORE_SINK = (
@@ -48,8 +49,10 @@ class ExperimentService:
         enabled: bool = True,
         counts_events: bool = True,
         clock: Callable[[], float] = time.time,
+        lookups: StampedLookups | None = None,
     ) -> None:
         self.store, self.catalogue, self.enabled = store, catalogue, enabled
+        self.lookups = lookups or StampedLookups(store)
         self._counts_events = counts_events  # the ``store`` sink is on: this engine's runs are counted
         self._clock = clock
         self._running: dict[tuple[str, str], ActiveExperiment] = {}  # (tenant, flow) -> its experiment
@@ -144,14 +147,30 @@ class ExperimentService:
     # --- the turn -------------------------------------------------------------------------------
 
     async def new_run(
-        self, tenant_id: str, flow_id: str, user_id: str, conversation_id: str, fresh: bool = False
+        self,
+        tenant_id: str,
+        flow_id: str,
+        user_id: str,
+        conversation_id: str,
+        stamp: str | None = None,
+        fresh: bool = False,
     ) -> tuple[CompiledFlow, Assignment | None]:
         """The compiled flow a new run of ``flow_id`` uses, and its variant when an experiment runs on
-        the flow; allocated by ``user_id``, else by ``conversation_id``. ``fresh``: the flow version is
+        the flow; allocated by ``user_id``, else by ``conversation_id``. ``stamp``: the catalogue's, for
+        the cached lookups (``StampedLookups``; None: ask the store). ``fresh``: the flow version is also
         read from the store, not the catalogue's caches (the ``bypass_cache`` hint)."""
         if not self.enabled:
-            return await self.catalogue.published(tenant_id, flow_id, fresh), None
-        published, running = await self.store.published_with_experiment(tenant_id, flow_id)
+            version = await self.lookups.get(
+                ("published", tenant_id, flow_id),
+                stamp,
+                lambda: self.store.published_version(tenant_id, flow_id),
+            )
+            return await self.catalogue.compiled_published(tenant_id, flow_id, version, fresh), None
+        published, running = await self.lookups.get(
+            ("published with experiment", tenant_id, flow_id),
+            stamp,
+            lambda: self.store.published_with_experiment(tenant_id, flow_id),
+        )
         key = (tenant_id, flow_id)
         if running is None:
             self._running.pop(key, None)

@@ -34,6 +34,7 @@ from mcp_engine.rulesets import get_backend
 from mcp_engine.runtime.catalogue import FlowCatalogue
 from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.context import flat_updates, new_context, run_flow, start_run
+from mcp_engine.runtime.lookups import StampedLookups
 from mcp_engine.runtime.outbound import Outbound
 from mcp_engine.runtime.services import EngineServices
 from mcp_engine.runtime.sinks import SinkFanout
@@ -99,11 +100,13 @@ class ExecutionService:
         )
         self.sinks = SinkFanout(self.registry, self.services, self.settings.event_sinks)
         self.outbound = Outbound(store, self.settings, self.catalogue.tenant, self.catalogue.outbound_session)
+        self.lookups = StampedLookups(store)  # a new run's default flow, published version, experiment
         self.experiments = ExperimentService(
             store,
             self.catalogue,
             self.settings.enable_ab_testing,
             counts_events=any(sink.name == "store" for sink in self.sinks.sinks),
+            lookups=self.lookups,
         )
 
     async def start(self) -> None:
@@ -251,12 +254,13 @@ class ExecutionService:
         new_run = context is None or context["run"]["completed"] or (force and force != run_flow(context))
         assignment: Assignment | None = None
         if new_run:
-            flow_id = force or (
-                context["flow_id"] if context else await self.catalogue.default_flow(tenant_id)
+            stamp = await self.lookups.stamp(fresh)
+            flow_id: str = force or (
+                context["flow_id"] if context else await self._default_flow(tenant_id, stamp)
             )
             user_id = message.user_id or (context.get("user_id", "") if context else "")
             compiled, assignment = await self.experiments.new_run(
-                tenant_id, flow_id, user_id, conversation_id, fresh
+                tenant_id, flow_id, user_id, conversation_id, stamp, fresh
             )
         else:
             assert context is not None
@@ -332,6 +336,11 @@ class ExecutionService:
         compiled = await self.catalogue.published(tenant_id, flow_id, fresh)
         context["flow_version"] = compiled.flow.version
         return compiled
+
+    async def _default_flow(self, tenant_id: str, stamp: str | None) -> str:
+        return await self.lookups.get(
+            ("default flow", tenant_id), stamp, lambda: self.catalogue.default_flow(tenant_id)
+        )
 
     async def _resolve(self, tenant_id: str, reference: str, fresh: bool = False) -> CompiledFlow:
         """A sub-flow (``flow_id``: its published version) or a pinned flow to return to (``flow@version``;

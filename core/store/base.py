@@ -277,6 +277,13 @@ class Store(Protocol):
 
     async def list_versions(self, tenant_id: str, flow_id: str) -> list[FlowVersion]: ...
 
+    async def catalogue_stamp(self) -> str | None:
+        """A token that changes with every change to what a new run looks up (a tenant's settings, a
+        flow's published version, a running experiment), made by any process sharing the store; None:
+        not known, so nothing may be cached on it. Cheap (a local read, or one Redis GET): what lets a
+        process cache those lookups and still see another's publish from its next turn on."""
+        ...
+
     async def delete_flow(self, tenant_id: str, flow_id: str) -> bool: ...
 
     # conversations

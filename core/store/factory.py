@@ -48,7 +48,10 @@ def timer_lease_s(settings: EngineSettings) -> float:
 def describe_store(store: Store, settings: EngineSettings) -> str:
     """One line for the start banner: which store, and where (never the URIs: they may hold passwords)."""
     if isinstance(store, SQLiteStore):
-        return f"embedded SQLite at {settings.sqlite_path} (in-process locks and timers; one engine process)"
+        return (
+            f"embedded SQLite at {settings.sqlite_path} (in-process locks: a conversation's turns are"
+            " ordered within one process; several, e.g. serve --workers, are kept correct by compare-and-set)"
+        )
     if isinstance(store, ProductionStore):
         where = f"schema {store.schema}, pool {store.pool_size}"
         return f"PostgreSQL ({where}) + Redis (key prefix {store.key_prefix}): shared by every engine process"

@@ -140,6 +140,14 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables, DeliveryTa
             return False
         return True
 
+    # the catalogue's stamp (``Store.catalogue_stamp``): in Redis, set after each change is committed
+    @outage_is_unavailable
+    async def catalogue_stamp(self) -> str | None:
+        return await self._parts().stamp()
+
+    async def _catalogue_changed(self) -> None:
+        await self._parts().restamp()
+
     # conversations
     @outage_is_unavailable
     async def load(self, tenant_id: str, conversation_id: str) -> Conversation | None:

@@ -14,7 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 from mcp_engine.errors import FlowNotFound, InvalidInput, VersionExists
 from mcp_engine.security.grants import Grants
 from mcp_engine.store.base import ApiKey, FlowVersion, Tenant, encode_json
-from mcp_engine.store.postgres_pool import PoolUser, count, outage_is_unavailable
+from mcp_engine.store.postgres_pool import PoolUser, changes_catalogue, count, outage_is_unavailable
 
 _FLOW = "tenant_id, flow_id, version, document, status, created_at, published_at"
 _KEY = "key_id, tenant_id, created_at, revoked_at"
@@ -26,6 +26,7 @@ class CatalogueTables(PoolUser):
 
     # tenants
     @outage_is_unavailable
+    @changes_catalogue
     async def put_tenant(self, tenant: Tenant) -> None:
         plugins = tenant.enabled_plugins
         await self._db().execute(
@@ -141,6 +142,7 @@ class CatalogueTables(PoolUser):
         return None if row is None else _flow(row)
 
     @outage_is_unavailable
+    @changes_catalogue
     async def publish(self, tenant_id: str, flow_id: str, version: str) -> FlowVersion:
         async with self._transaction() as conn:
             # Lock the flow's versions first: two concurrent publishes then run one after the other
@@ -211,6 +213,7 @@ class CatalogueTables(PoolUser):
         return [_flow(row) for row in rows]
 
     @outage_is_unavailable
+    @changes_catalogue
     async def delete_flow(self, tenant_id: str, flow_id: str) -> bool:
         status = await self._db().execute(
             "DELETE FROM flow_versions WHERE tenant_id = $1 AND flow_id = $2", tenant_id, flow_id

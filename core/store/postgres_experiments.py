@@ -21,7 +21,7 @@ from mcp_engine.store.base import (
     found_experiment,
     start_changed_nothing,
 )
-from mcp_engine.store.postgres_pool import PoolUser, outage_is_unavailable
+from mcp_engine.store.postgres_pool import PoolUser, changes_catalogue, outage_is_unavailable
 from mcp_engine.store.run_tally import RunTally
 
 _EXPERIMENT = "tenant_id, experiment_id, flow_id, document, status, created_at, started_at, stopped_at, bases"
@@ -94,6 +94,7 @@ class ExperimentTables(PoolUser):
         return [_record(row) for row in rows]
 
     @outage_is_unavailable
+    @changes_catalogue
     async def start_experiment(
         self, tenant_id: str, experiment_id: str, bases: dict[str, str], now: float
     ) -> ExperimentRecord:
@@ -120,6 +121,7 @@ class ExperimentTables(PoolUser):
         return start_changed_nothing(await self.get_experiment(tenant_id, experiment_id), experiment_id)
 
     @outage_is_unavailable
+    @changes_catalogue
     async def stop_experiment(self, tenant_id: str, experiment_id: str, now: float) -> ExperimentRecord:
         row = await self._db().fetchrow(
             "UPDATE experiments SET status = 'stopped', stopped_at = $3"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
@@ -36,6 +36,7 @@ OUTAGE: tuple[type[BaseException], ...] = (
 )
 P = ParamSpec("P")
 R = TypeVar("R")
+U = TypeVar("U", bound="PoolUser")
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
@@ -59,6 +60,22 @@ def outage_is_unavailable(
             raise unavailable(exc) from exc
 
     return guarded
+
+
+def changes_catalogue(
+    method: Callable[Concatenate[U, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[U, P], Coroutine[Any, Any, R]]:
+    """A write that changes what new runs look up (a tenant, a flow's published version, a running
+    experiment): once it succeeded, the catalogue gets a new stamp, so every process's cached lookups are
+    stale from its next turn on."""
+
+    @functools.wraps(method)
+    async def changed(self: U, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result = await method(self, *args, **kwargs)
+        await self._catalogue_changed()
+        return result
+
+    return changed
 
 
 async def open_pool(uri: str, schema: str, size: int) -> asyncpg.Pool:
@@ -96,6 +113,10 @@ class PoolUser:
     """A part of the store that runs its statements on the pool ``ProductionStore.open`` made."""
 
     _pool: asyncpg.Pool | None = None
+
+    async def _catalogue_changed(self) -> None:
+        """Give the catalogue a new stamp (``Store.catalogue_stamp``): ``ProductionStore`` does, in Redis."""
+        raise NotImplementedError
 
     def _db(self) -> asyncpg.Pool:
         if self._pool is None:

@@ -179,6 +179,7 @@ class RedisParts:
         self.idempotency_ttl_ms = milliseconds(idempotency_ttl_s)
         self.lock_lease_ms = milliseconds(lock_lease_s)
         self.timers_key = f"{prefix}:timers"
+        self.catalogue_key = f"{prefix}:catalogue"
         self.synced_key = f"{prefix}:timers:synced"
         self._cache_set = client.register_script(_CACHE_SET)
         self._begin = client.register_script(_BEGIN)
@@ -265,6 +266,14 @@ class RedisParts:
             )
         if held is not None:
             held.released = True
+
+    # the catalogue's stamp: a fresh random token each change, so a flushed and re-set key never repeats one
+    async def stamp(self) -> str | None:
+        token: bytes | None = await self.client.get(self.catalogue_key)
+        return None if token is None else token.decode()
+
+    async def restamp(self) -> None:
+        await self.client.set(self.catalogue_key, secrets.token_hex(8))
 
     # context cache
     async def cached(self, tenant_id: str, conversation_id: str) -> Conversation | Literal[False] | None:

@@ -247,6 +247,11 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         )
         return str(rows[0][0]) if rows else None
 
+    async def catalogue_stamp(self) -> str | None:
+        """The count the schema's triggers keep of changes to tenants, flow versions and experiments."""
+        rows = await self._read("SELECT n FROM catalogue_stamp", ())
+        return str(rows[0][0])
+
     async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
         rows = await self._read(
             f"SELECT {_FLOW} FROM (SELECT *, ROW_NUMBER() OVER"

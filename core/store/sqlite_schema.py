@@ -151,6 +151,18 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX outbound_deliveries_by_due ON outbound_deliveries (next_at);
     """,
+    """
+    -- the catalogue's stamp (Store.catalogue_stamp): counts every change to what a new run looks up, made by
+    -- any process on the file, in the changing transaction itself
+    CREATE TABLE catalogue_stamp (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+    INSERT INTO catalogue_stamp (id, n) VALUES (1, 0);
+    """
+    + "".join(
+        f"CREATE TRIGGER {table}_{change.lower()}_stamp AFTER {change} ON {table}"
+        " BEGIN UPDATE catalogue_stamp SET n = n + 1; END;\n"
+        for table in ("tenants", "flow_versions", "experiments")
+        for change in ("INSERT", "UPDATE", "DELETE")
+    ),
 ]
 
 

@@ -41,8 +41,6 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # Without this, Linux lets a second server bind a port already in use and the two share the traffic.
-    ("grpc.so_reuseport", 0),
 ]
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -144,16 +142,20 @@ async def create_server(
     port: int = 0,
     metrics: Metrics | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, int]:
     """A server with ``mcp.v2.MCPEngine``, health checking (SERVING for "" and the service) and
     reflection, bound to ``host:port`` (0: any free port) but not started: the caller starts and stops
     it (``await server.start()``; ``await set_not_serving(server)`` then ``await server.stop(grace)``).
     Returns the server and the port it is bound to; a port in use raises RuntimeError.
-    ``interceptors``: e.g. ``serve``'s access log.
+    ``interceptors``: e.g. ``serve``'s access log. ``reuse_port``: several processes share the port
+    (``serve --workers``), the kernel spreading the connections over them.
 
     ``metrics`` should be the engine's own: the engine counts the errors of its turns, the adapter those
     it refuses before reaching the engine (auth, overload) and those of the state and reset calls."""
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+    # grpc's default (1) lets a second server bind a port in use and take half its traffic: only when asked
+    options = [*SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port))]
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     servicer = MCPEngineServicer(engine, auth, limiter, metrics)
     # protoc's grpc plugin writes no type hints (and the generated module is excluded from mypy).
     mcp_pb2_grpc.add_MCPEngineServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
