@@ -94,7 +94,7 @@ class StoreContract:
         )
         assert await store.get_tenant(A) == Tenant(A, "pizza", ("sms",), "http://x")
         await store.put_tenant(Tenant(A, outbound_webhook="http://x", webhook_secret="k" * 16))
-        assert await store.get_tenant(A) == Tenant(A, None, None, "http://x", "k" * 16)
+        assert await store.get_tenant(A) == Tenant(A, None, None, "http://x", webhook_secret="k" * 16)
         await store.put_tenant(Tenant(A))
         assert await store.get_tenant(A) == Tenant(A)
         assert await store.get_tenant(B) is None

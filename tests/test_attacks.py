@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_engine.errors import FlowValidationError
-from mcp_engine.flow.loader import DocumentTooLarge, parse_document
+from mcp_engine.errors import FlowValidationError, PayloadTooLarge
+from mcp_engine.flow.loader import parse_document
 from mcp_engine.runtime.sandbox import MAX_VALUE_CHARS
 from tests import attack_kit as kit
 from tests.serve_kit import MCP_ENGINE
@@ -228,7 +228,7 @@ def test_parse_document_bounds_aliases(text: str, message: str) -> None:
 
 
 def test_parse_document_refuses_an_oversized_document_with_413() -> None:
-    with pytest.raises(DocumentTooLarge) as refused:
+    with pytest.raises(PayloadTooLarge) as refused:
         parse_document("a: " + "x" * (2 << 20), source="body.yaml")
     assert refused.value.http_status == 413
     assert parse_document(b'{"a": [1, 2]}', source="body.json") == {"a": [1, 2]}

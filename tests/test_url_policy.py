@@ -262,10 +262,8 @@ async def test_the_outbound_webhook_is_checked_on_delivery_too(
     engine = engine_server.engine
     hook = f"http://127.0.0.1:{engine_server.http_port}/v2/tenants/victim/keys"
     await engine.catalogue.put_tenant(Tenant("hooked", outbound_webhook=hook))
-    failures = engine.sinks.failures
-    with caplog.at_level(logging.WARNING, logger="mcp_engine.runtime.sinks"):
-        await engine.sinks.deliver_outbound("hooked", "c-1", [{"type": "text", "text": "reminder"}])
-        await engine.sinks.drain()
-    assert engine.sinks.failures == failures + 1
+    with caplog.at_level(logging.WARNING, logger="mcp_engine.runtime.outbound"):
+        await engine.outbound.enqueue("hooked", "c-1", [{"type": "text", "text": "reminder"}])
+        await engine.outbound.drain()
     assert "refused by the engine's URL policy" in caplog.text
     assert await engine.store.list_api_keys("victim") == []

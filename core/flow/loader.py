@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mcp_engine.errors import FlowValidationError, InvalidInput
+from mcp_engine.errors import FlowValidationError, PayloadTooLarge
 from mcp_engine.flow.limits import MAX_YAML_VALUES, FlowLimits, flow_limits
 from mcp_engine.flow.problems import Problem
 
@@ -84,13 +84,6 @@ def detect_format(name: str | None, text: str) -> Format:
     return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
-class DocumentTooLarge(InvalidInput):
-    """A document over ``MCP_MAX_FLOW_BYTES``."""
-
-    code = "payload_too_large"
-    http_status = 413
-
-
 class _Refused(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
@@ -99,13 +92,13 @@ class _Refused(Exception):
 
 def parse_document(data: bytes | str, *, source: str) -> Any:
     """The value of a JSON or YAML document (JSON when it starts with ``{`` or ``[``, or ``source`` ends
-    in .json; YAML when it ends in .yaml/.yml), within the limits; ``DocumentTooLarge`` (413) over the
+    in .json; YAML when it ends in .yaml/.yml), within the limits; ``PayloadTooLarge`` (413) over the
     bytes, ``FlowValidationError`` (422, the problem with its line) when it does not parse or its aliases
     expand too far. ``source`` names the document in messages (a file name, "request body")."""
     limits = flow_limits()
     size = len(data) if isinstance(data, bytes) else len(data.encode())
     if size > limits.max_flow_bytes:
-        raise DocumentTooLarge(_too_large(size, limits).message, {"limit": limits.max_flow_bytes})
+        raise PayloadTooLarge(_too_large(size, limits).message, {"limit": limits.max_flow_bytes})
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8-sig")
