@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.shared import shared
+
 SCRIPT = ("I'd like two large pizzas", "thin crust please", "12 Main Street", "(650) 253-0000", "yes")
 TIME_LIMIT_S = 60.0
 
@@ -167,7 +169,13 @@ class LoadClient:
 
 @contextmanager
 def load_client() -> Iterator[LoadClient]:
-    """A load client process for the block's jobs."""
+    """A load client process for the block's jobs (the run's one, inside ``shared.sharing()``)."""
+    with shared("load client", _load_client) as client:
+        yield client
+
+
+@contextmanager
+def _load_client() -> Iterator[LoadClient]:
     context = multiprocessing.get_context("spawn")
     jobs, outcomes = context.Queue(), context.Queue()
     process = context.Process(target=_serve_jobs, args=(jobs, outcomes), daemon=True)

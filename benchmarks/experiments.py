@@ -5,7 +5,7 @@ batches of 20,000 events, as the ``store`` sink writes them), so the per-run cou
 engine would have kept; then the results call (``ExperimentService.results``: read the experiment,
 aggregate its runs by variant in one query, compute intervals and tests) is timed. Each run is an
 exposure, one to four user messages, sometimes a no-match, and a completion for about 40 % (45 % and
-50 % in the two treatments). ``--quick``: 20,000 conversations.
+50 % in the two treatments). ``--quick``: 5,000 conversations.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ async def _measure(conversations: int) -> tuple[float, Stats, int]:
 
 
 def run(quick: bool = False) -> Section:
-    conversations = 20_000 if quick else 100_000
+    conversations = 5_000 if quick else 100_000
     loading, stats, events = asyncio.run(_measure(conversations))
     met = stats.median < 1.0
     return Section(

@@ -25,6 +25,7 @@ import redis.asyncio as redis
 
 from benchmarks.client import SCRIPT, Job, LoadClient, load_client
 from benchmarks.report import Stats
+from benchmarks.shared import shared
 from mcp_engine.runtime.execution import ExecutionService, InboundMessage
 from mcp_engine.store.base import Store
 from mcp_engine.store.postgres import ProductionStore
@@ -47,9 +48,9 @@ class Plan:
 
     @classmethod
     def of(cls, quick: bool, calls: int = 1_000, levels: tuple[int, ...] = (1, 16, 64)) -> Plan:
-        """The full plan, or the quick one: one repetition of few calls at 16 in flight (CI proves the
-        harness works with it and judges no number)."""
-        return cls((16,), 1, 160) if quick else cls(levels, 3, calls)
+        """The full plan, or the quick one: one repetition at 16 in flight of one happy path per in-flight
+        slot (CI proves the harness works with it and judges no number)."""
+        return cls((16,), 1, 16 * len(SCRIPT)) if quick else cls(levels, 3, calls)
 
 
 def percentile_ms(latencies: list[float], q: float) -> float:
@@ -235,7 +236,15 @@ class Served:
 def served_engines(store: str, processes: int = 1, workers: int = 1) -> Iterator[Served]:
     """``mcp-engine serve --flows examples/flows --workers W`` (auth off) in ``processes`` processes while
     the block runs: on a fresh embedded SQLite file (``store`` "embedded", one process) or on one fresh
-    PostgreSQL schema + Redis prefix that all of them share ("production")."""
+    PostgreSQL schema + Redis prefix that all of them share ("production"). Inside ``shared.sharing()``,
+    the run's one for these arguments."""
+    key = ("engines", store, processes, workers)
+    with shared(key, lambda: _served_engines(store, processes, workers)) as served:
+        yield served
+
+
+@contextmanager
+def _served_engines(store: str, processes: int, workers: int) -> Iterator[Served]:
     with tempfile.TemporaryDirectory() as scratch, _store_env(store, scratch) as store_env:
         ports = [(free_port(), free_port()) for _ in range(processes)]
         servers = []
@@ -290,7 +299,14 @@ def _store_env(store: str, scratch: str) -> Iterator[dict[str, str]]:
 @contextmanager
 def bare_server(target: Callable[..., None], *args: Any, processes: int = 1) -> Iterator[int]:
     """``target(port, *args)`` serving in ``processes`` processes of its own (sharing the port: grpc.aio
-    binds with SO_REUSEPORT) while the block runs; yields the port."""
+    binds with SO_REUSEPORT) while the block runs; yields the port. Inside ``shared.sharing()``, the run's
+    one for these arguments."""
+    with shared(("bare", target, args, processes), lambda: _bare_server(target, args, processes)) as port:
+        yield port
+
+
+@contextmanager
+def _bare_server(target: Callable[..., None], args: tuple[Any, ...], processes: int) -> Iterator[int]:
     port = free_port()
     context = multiprocessing.get_context("spawn")
     servers = [context.Process(target=target, args=(port, *args), daemon=True) for _ in range(processes)]

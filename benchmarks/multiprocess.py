@@ -79,8 +79,10 @@ class Runs:
 
 
 def run(quick: bool = False) -> Section:
-    processes = (1, 2) if quick else (1, 2, 4)
-    repetitions, calls, in_flight = (1, 160, 16) if quick else (3, 1_000, IN_FLIGHT)
+    # --quick (the harness works): 1 process, the run's shared production engine; the process rows are
+    # the full run's.
+    processes = (1,) if quick else (1, 2, 4)
+    repetitions, calls, in_flight = (1, 80, 16) if quick else (3, 1_000, IN_FLIGHT)
     with load_client() as client:
         measured = Runs(client, repetitions)
         for count in processes:
@@ -99,16 +101,19 @@ def run(quick: bool = False) -> Section:
     hot, spread = list(runs)[-2:]
     baselines = dict.fromkeys(list(runs)[1 : len(processes)], single) | {hot: spread}
     rows, ratios, figures = compare(in_flight, runs, baselines)
+    scaled = []  # the core count against 1 process: not in --quick, which has 1 process only
+    if len(processes) > 1:
+        scaled.append(
+            Target(
+                f"{cores} (the core count) ≥ 1.0x of 1 process", f"{ratios[cores]:.2f}x", ratios[cores] >= 1.0
+            )
+        )
     return Section(
         "Multi-process: serve processes on one PostgreSQL + Redis (gRPC, production store)",
         ["processes / traffic", "in flight", "calls/s (median, min-max)", "p50 ms", "p99 ms", "ratio"],
         rows,
         [
-            Target(
-                f"{cores} (the core count) ≥ 1.0x of 1 process",
-                f"{ratios[cores]:.2f}x",
-                ratios[cores] >= 1.0,
-            ),
+            *scaled,
             Target(
                 f"{HOT} hot conversations keep ≥ 50 % of the spread throughput (no collapse)",
                 f"{ratios[hot]:.0%}",

@@ -161,7 +161,7 @@ def _measure(
 
 def run(quick: bool = False) -> Section:
     registry = default_registry()
-    count, repetitions = (2_000, 3) if quick else (10_000, 5)
+    count, repetitions = (1_000, 2) if quick else (10_000, 5)
     generated = Flow.model_validate(generated_flow(1_000))
     workloads = {
         "4 transitions": _small(),

@@ -188,8 +188,8 @@ def _median(fn: Any, repetitions: int) -> Stats:
 
 def run(quick: bool = False) -> Section:
     rounds = repetitions = 1 if quick else 3
-    history_sizes = (10, 300, 2_000) if quick else (10, 1_000, 10_000)
-    version_counts = (1, 30, 1_000) if quick else (1, 100, 10_000)
+    history_sizes = (10, 2_000) if quick else (10, 1_000, 10_000)
+    version_counts = (1, 1_000) if quick else (1, 100, 10_000)
     rows: list[list[str]] = []
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -218,7 +218,7 @@ def run(quick: bool = False) -> Section:
                     f"{stats.median / versions[1].median:.2f}x",
                 ]
             )
-        flows = 200 if quick else 1_000
+        flows = 50 if quick else 1_000
         rss = [_fresh_process(_rss_per_flow, flows) for _ in range(repetitions)]  # no reused heap
         rss_mb, per_flow = Stats.of([r[0] for r in rss]), Stats.of([r[1] for r in rss])
         rows.append(
@@ -228,7 +228,7 @@ def run(quick: bool = False) -> Section:
                 f"{per_flow.median:.0f} KB/flow",
             ]
         )
-        idle_n = 150 if quick else 1_000
+        idle_n = 50 if quick else 1_000
         idle = Stats.of([asyncio.run(_sqlite_bytes(fresh(), idle_n)) for _ in range(repetitions)])
         production = [asyncio.run(_production_bytes(idle_n)) for _ in range(repetitions)]
         postgres, redis = Stats.of([p for p, _ in production]), Stats.of([r for _, r in production])

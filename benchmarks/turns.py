@@ -33,7 +33,7 @@ async def _store_floor(scratch: str, conversations: int, in_flight: int) -> Run:
 
 
 def run(quick: bool = False) -> Section:
-    conversations = 40 if quick else 200
+    conversations = 16 if quick else 200
     rows, _ratios, figures = in_process(
         {
             "engine, embedded": sqlite_pizza,
