@@ -4,7 +4,6 @@ no text or data makes parsing raise anything but ExpressionError or evaluation r
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import pytest
@@ -101,11 +100,10 @@ def test_string_formatting_is_not_reachable() -> None:
         "'\x00'",
     ],
 )
-def test_resource_bombs_are_refused_quickly(text: str) -> None:
-    started = time.perf_counter()
+def test_resource_bombs_are_refused(text: str) -> None:
+    """Refused before any work grows with them (how fast: ``python -m benchmarks``, never asserted here)."""
     with pytest.raises(ExpressionError):
         parse(text)
-    assert time.perf_counter() - started < 1
 
 
 @pytest.mark.parametrize(
@@ -124,9 +122,7 @@ def test_resource_bombs_are_refused_quickly(text: str) -> None:
     ],
 )
 def test_evaluation_bombs_are_bounded(text: str, namespace: dict[str, Any]) -> None:
-    started = time.perf_counter()
     assert compile_expression(parse(text))(namespace) is None
-    assert time.perf_counter() - started < 1
 
 
 def test_nesting_up_to_the_limit_is_allowed() -> None:
