@@ -30,7 +30,11 @@ class EngineSettings(BaseSettings):
         alias="MCP_MAX_USER_PROFILE_BYTES",
         description="A conversation's user_profile, as JSON",
     )
-    event_sinks: str = Field("store", alias="MCP_EVENT_SINKS", description="Comma-separated sink names")
+    event_sinks: str = Field(
+        "",
+        alias="MCP_EVENT_SINKS",
+        description="Comma-separated sink names (a turn's events are kept in the store with the turn anyway)",
+    )
     timer_poll_ms: int = Field(500, ge=10, alias="MCP_TIMER_POLL_MS")
     webhook_timeout_ms: int = Field(5000, ge=1, le=60_000, alias="MCP_WEBHOOK_TIMEOUT_MS")
     webhook_backoff_ms: int = Field(1000, ge=1, le=600_000, alias="MCP_WEBHOOK_BACKOFF_MS")

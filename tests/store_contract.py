@@ -61,6 +61,27 @@ def experiment(
     return ExperimentRecord(tenant, experiment_id, flow_id, document, "draft", 100.0)
 
 
+# The ``events`` table's rows before events were written once (the migration that retires it sorts them out):
+# the ``store`` sink's copy of a turn's history event, an abandoned turn's error, a plugin's own event.
+TURN_EVENT = b'{"type":"message_in","conversation_id":"c1","n":1}'
+OLD_EVENTS = [
+    ("message_in", TURN_EVENT),
+    ("error", b'{"type":"error","conversation_id":"c1","n":2}'),
+    ("plugin", b'{"type":"plugin","n":3}'),
+]
+
+
+async def old_events_moved(store: Store) -> None:
+    """The history rows are kept, the rest of ``OLD_EVENTS`` moved into history, the copies dropped."""
+    assert [(e["type"], e["n"]) for e in await store.events(A)] == [
+        ("message_in", 1),
+        ("error", 2),
+        ("plugin", 3),
+    ]
+    assert [e["n"] for e in await store.events(A, "message_in")] == [1]
+    assert [e["n"] for e in await store.history(A, "c1")] == [1]
+
+
 def run_event(
     kind: str, run: str, variant: str = "a", experiment_id: str = "exp", tenant: str = A, **data: Any
 ) -> dict[str, Any]:
@@ -549,6 +570,34 @@ class StoreContract:
         assert [e["n"] for e in await store.events(A, "message_in", after=first[-1]["seq"])] == [2]
         assert [e["n"] for e in await store.events(B)] == [4]
 
+    async def test_a_turns_events_are_its_history_and_the_tenants_events(self, store: Store) -> None:
+        await store.commit(
+            turn(None, events=[{"type": "message_in", "n": 0}, {"type": "message_out", "n": 1}])
+        )
+        await store.record_events([{"tenant_id": A, "type": "error", "conversation_id": "c1", "n": 2}])
+        await store.commit(turn(1, events=[{"type": "message_in", "n": 3}]))
+        await store.commit(turn(None, tenant=B, events=[{"type": "message_in", "n": 4}]))
+        events = await store.events(A)
+        assert [e["n"] for e in events] == [0, 1, 2, 3]  # written once, in one order with recorded ones
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        assert [e["n"] for e in await store.events(A, "message_in")] == [0, 3]
+        assert [e["n"] for e in await store.events(A, after=events[1]["seq"])] == [2, 3]
+        assert [e["n"] for e in await store.events(B)] == [4]
+        # an event recorded outside a turn is no part of its conversation's history
+        assert [e["n"] for e in await store.history(A, "c1")] == [3, 1, 0]
+
+    async def test_a_turn_counts_its_experiment_run_once(self, store: Store) -> None:
+        tagged = [run_event("experiment_exposure", "r1"), run_event("message_in", "r1")]
+        version = await store.commit(turn(None, conversation="c-r1", events=tagged))
+        with pytest.raises(ConcurrentUpdate):  # a lost compare-and-set counts nothing
+            await store.commit(turn(None, conversation="c-r1", events=[run_event("message_in", "r1")]))
+        done = [run_event("message_in", "r1"), run_event("run_completed", "r1", turns=2)]
+        await store.commit(turn(version, conversation="c-r1", events=done))
+        assert await store.experiment_counts(A, "exp") == [
+            VariantCounts("a", conversations=1, completions=1, turns_to_complete=2, turns=2, no_matches=0)
+        ]
+        assert len(await store.events(A)) == 4
+
     async def test_record_events_needs_tenant_and_type(self, store: Store) -> None:
         with pytest.raises(UnstorableData):
             await store.record_events([{"tenant_id": A, "type": "ok"}, {"type": "no tenant"}])
@@ -581,7 +630,10 @@ class StoreContract:
         assert [e["type"] for e in await reopened.history(A, "c1")] == ["e"]
         assert await reopened.reply_for(A, "c1", "m") == {"r": 1}
         assert await reopened.due_timers(now=1e9) == [timer()]
-        assert [e["type"] for e in await reopened.events(A)] == ["message_in"]
+        assert [e["type"] for e in await reopened.events(A)] == [
+            "e",
+            "message_in",
+        ]  # the turn's and one recorded
         assert await reopened.find_api_key("h1") == key
 
     async def test_opening_again_migrates_nothing_and_keeps_data(self, open_store: OpenStore) -> None:

@@ -21,7 +21,16 @@ from mcp_engine.store.base import Store
 from mcp_engine.store.postgres import ProductionStore
 from mcp_engine.store.postgres_schema import MIGRATIONS
 from tests.production_kit import POSTGRES_URI, REDIS_URL, delete_keys, fresh_backing
-from tests.store_contract import A, OpenStore, StoreContract, timer, turn
+from tests.store_contract import (
+    OLD_EVENTS,
+    TURN_EVENT,
+    A,
+    OpenStore,
+    StoreContract,
+    old_events_moved,
+    timer,
+    turn,
+)
 
 OpenProduction = Callable[..., Awaitable[ProductionStore]]
 
@@ -280,3 +289,29 @@ async def test_a_retried_message_is_answered_after_redis_lost_everything(
         assert start.conversation is not None
         assert start.conversation.context == {"n": 1}
     assert trips.take() == (2, 0)
+
+
+async def test_the_events_table_moves_into_history_without_its_copies(
+    backing: tuple[str, str], open_production: OpenProduction
+) -> None:
+    """A schema from before events were written once, with ``OLD_EVENTS``, migrates without a copy."""
+    schema, _ = backing
+    conn = await asyncpg.connect(POSTGRES_URI, server_settings={"search_path": schema})
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"CREATE TABLE {schema}.schema_version (version integer PRIMARY KEY)")
+        for number, script in enumerate(MIGRATIONS[:-1], start=1):
+            await conn.execute(script)
+            await conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES ($1)", number)
+        await conn.execute(
+            "INSERT INTO history (tenant_id, conversation_id, event) VALUES ($1, 'c1', $2)",
+            A,
+            TURN_EVENT.decode(),
+        )
+        for kind, body in OLD_EVENTS:
+            await conn.execute(
+                "INSERT INTO events (tenant_id, type, event) VALUES ($1, $2, $3)", A, kind, body.decode()
+            )
+    finally:
+        await conn.close()
+    await old_events_moved(await open_production())

@@ -1,5 +1,5 @@
-"""The ``store`` event sink: events a turn publishes land in the engine's store, readable per tenant; the
-sink reaches the store only through ``services.write_events``."""
+"""The ``store`` event sink: a turn's events are already in the engine's store (its commit wrote them,
+once), so the sink writes nothing more, and a configuration naming it still works."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from mcp_engine.plugins.sinks.store import StoreSink, mcp_engine_event_sinks
 from mcp_engine.runtime.services import EngineServices
+from mcp_engine.store.base import TurnWrite
 from mcp_engine.store.sqlite import SQLiteStore
 
 
@@ -26,28 +27,25 @@ def test_the_hook_provides_the_sink() -> None:
     assert StoreSink.name == "store"
 
 
-async def test_published_events_are_kept_in_the_store(store: SQLiteStore) -> None:
+async def test_published_events_are_not_written_a_second_time(store: SQLiteStore) -> None:
+    events = [
+        {"tenant_id": "t1", "type": "message_in", "conversation_id": "c1", "text": "hi"},
+        {"tenant_id": "t1", "type": "run_completed", "conversation_id": "c1"},
+    ]
+    await store.commit(TurnWrite("t1", "c1", None, {"slots": {}}, events=events))
     services = EngineServices(env={})
     services.keep_events_in(store.record_events)
     sink = StoreSink(StoreSink.Config(), services)
-    await sink.publish(
-        (
-            {"tenant_id": "t1", "type": "message_in", "conversation_id": "c1", "text": "hi"},
-            {"tenant_id": "t1", "type": "run_completed", "conversation_id": "c1"},
-        )
-    )
-    await sink.publish([{"tenant_id": "t2", "type": "message_in", "conversation_id": "c9"}])
+    await sink.publish(events)
     await sink.close()
-    events = await store.events("t1")
-    assert [(e["type"], e["conversation_id"]) for e in events] == [
+    kept = await store.events("t1")
+    assert [(e["type"], e["conversation_id"]) for e in kept] == [
         ("message_in", "c1"),
         ("run_completed", "c1"),
     ]
-    assert events[0]["text"] == "hi"
-    assert [e["type"] for e in await store.events("t2")] == ["message_in"]
+    assert kept[0]["text"] == "hi"
 
 
-async def test_without_an_event_writer_publishing_fails_loudly() -> None:
+async def test_the_sink_needs_no_event_writer() -> None:
     sink = StoreSink(StoreSink.Config(), EngineServices(env={}))
-    with pytest.raises(RuntimeError, match="keeps no analytics events"):
-        await sink.publish([{"tenant_id": "t1", "type": "message_in"}])
+    await sink.publish([{"tenant_id": "t1", "type": "message_in"}])

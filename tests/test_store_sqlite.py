@@ -14,6 +14,7 @@ from mcp_engine.store.base import Store
 from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.sqlite import PURGE_INTERVAL_S, SQLiteStore
 from mcp_engine.store.sqlite_schema import MIGRATIONS, statements
+from tests import store_contract  # the events table's migration: its rows, what they become
 from tests.store_contract import A, OpenStore, StoreContract, timer, turn
 
 
@@ -140,3 +141,29 @@ async def test_a_claimed_timer_is_claimable_again_once_its_lease_ends(
     assert await store.due_timers(now=1e9) == [timer(run="r1")]
     assert await store.claim_timer(timer(run="r1"))
     assert not await store.claim_timer(timer(run="r1"))
+
+
+async def test_the_events_table_moves_into_history_without_its_copies(tmp_path: Path) -> None:
+    """A file from before events were written once, with ``OLD_EVENTS``, migrates without a copy."""
+    path = str(tmp_path / "engine.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
+    for number, script in enumerate(MIGRATIONS[:-1], start=1):
+        for statement in statements(script):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    db.execute(
+        "INSERT INTO history (tenant_id, conversation_id, event) VALUES (?, 'c1', ?)",
+        (A, store_contract.TURN_EVENT),
+    )
+    db.executemany(
+        "INSERT INTO events (tenant_id, type, event) VALUES (?, ?, ?)",
+        [(A, *row) for row in store_contract.OLD_EVENTS],
+    )
+    db.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store_contract.old_events_moved(store)
+    finally:
+        await store.close()

@@ -32,10 +32,6 @@ from mcp_engine.runtime.compiled import CompiledFlow
 from mcp_engine.runtime.lookups import StampedLookups
 from mcp_engine.store.base import ExperimentRecord, Store
 
-NO_STORE_SINK = (
-    "this engine does not keep events in its store (MCP_EVENT_SINKS has no 'store'): only runs served by"
-    " engines that do are counted"
-)
 ALLOCATION_OFF = (
     "allocation is off in this engine (ENABLE_AB_TESTING=false): it starts no new runs in variants"
 )
@@ -47,13 +43,11 @@ class ExperimentService:
         store: Store,
         catalogue: FlowCatalogue,
         enabled: bool = True,
-        counts_events: bool = True,
         clock: Callable[[], float] = time.time,
         lookups: StampedLookups | None = None,
     ) -> None:
         self.store, self.catalogue, self.enabled = store, catalogue, enabled
         self.lookups = lookups or StampedLookups(store)
-        self._counts_events = counts_events  # the ``store`` sink is on: this engine's runs are counted
         self._clock = clock
         self._running: dict[tuple[str, str], ActiveExperiment] = {}  # (tenant, flow) -> its experiment
         catalogue.derive_versions(self._derived_document)
@@ -130,9 +124,7 @@ class ExperimentService:
     async def results(self, tenant_id: str, experiment_id: str) -> ExperimentResults:
         record = await self.get(tenant_id, experiment_id)
         counts = await self.store.experiment_counts(tenant_id, experiment_id)
-        notes = [] if self._counts_events else [NO_STORE_SINK]
-        if not self.enabled:
-            notes.append(ALLOCATION_OFF)
+        notes = [] if self.enabled else [ALLOCATION_OFF]
         return summarize(record, counts, notes)
 
     async def _others_running(self, tenant_id: str, definition: ExperimentDefinition) -> list[str]:

@@ -102,11 +102,7 @@ class ExecutionService:
         self.outbound = Outbound(store, self.settings, self.catalogue.tenant, self.catalogue.outbound_session)
         self.lookups = StampedLookups(store)  # a new run's default flow, published version, experiment
         self.experiments = ExperimentService(
-            store,
-            self.catalogue,
-            self.settings.enable_ab_testing,
-            counts_events=any(sink.name == "store" for sink in self.sinks.sinks),
-            lookups=self.lookups,
+            store, self.catalogue, self.settings.enable_ab_testing, lookups=self.lookups
         )
 
     async def start(self) -> None:
@@ -206,8 +202,9 @@ class ExecutionService:
             )
 
     async def _record_abandoned(self, tenant_id: str, conversation_id: str, exc: EngineError) -> None:
-        """An ``error`` event (analytics, ``Store.record_events``) for a turn abandoned unwritten: the
-        conversation itself (context, version, history) is left exactly as it was. A store that cannot
+        """An ``error`` event (analytics, ``Store.record_events``: ``Store.events`` lists it, the
+        conversation's history does not) for a turn abandoned unwritten: the conversation itself (context,
+        version, history) is left exactly as it was. A store that cannot
         take the event does not hide ``exc``."""
         event = {
             "type": "error",

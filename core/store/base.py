@@ -181,8 +181,9 @@ class Timer:
 
 @dataclass
 class TurnWrite:
-    """Everything one turn writes, atomically: the context (CAS on ``expected_version``), new events,
-    the idempotency record, and the conversation's timer (set, cleared, or left as it is)."""
+    """Everything one turn writes, atomically: the context (CAS on ``expected_version``), new events (kept
+    once: the conversation's history, also listed by ``Store.events``, and the counts of an experiment's
+    run), the idempotency record, and the conversation's timer (set, cleared, or left as it is)."""
 
     tenant_id: str
     conversation_id: str
@@ -327,10 +328,12 @@ class Store(Protocol):
         found it stale."""
         ...
 
-    # analytics events (the ``store`` event sink)
+    # analytics events: a turn's own (written by its commit) and those recorded outside a turn
     async def record_events(self, events: list[dict[str, Any]]) -> None:
-        """Append analytics events; each carries ``tenant_id`` and ``type`` (else ``UnstorableData``),
-        usually ``conversation_id`` too. Nothing is written unless every event is stored. Events of an
+        """Append analytics events that are no turn's (an abandoned turn's error, a plugin's own events
+        through ``Services.write_events``); each carries ``tenant_id`` and ``type`` (else
+        ``UnstorableData``), usually ``conversation_id`` too, and none shows in a conversation's
+        ``history``. Nothing is written unless every event is stored. Events of an
         experiment's run (``experiment_id``, ``variant``, ``run``) also update that run's counts, in the
         same transaction (``experiment_counts``)."""
         ...
@@ -338,8 +341,9 @@ class Store(Protocol):
     async def events(
         self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
     ) -> list[dict[str, Any]]:
-        """The tenant's analytics events oldest first, each with its ``seq``; ``after``: a seq, for the next
-        page, so a reader can go through every event without one capped page hiding the rest)."""
+        """The tenant's analytics events oldest first, each with its ``seq``: every committed turn's events
+        and those of ``record_events``, in one order; ``after``: a seq, for the next page, so a reader can
+        go through every event without one capped page hiding the rest)."""
         ...
 
     # experiments
@@ -373,8 +377,9 @@ class Store(Protocol):
         ...
 
     async def experiment_counts(self, tenant_id: str, experiment_id: str) -> list[VariantCounts]:
-        """Per variant, what ``record_events`` counted from the events of the experiment's runs (events
-        carrying ``experiment_id``, ``variant`` and ``run``): one aggregate query, by variant name."""
+        """Per variant, what the turns' commits and ``record_events`` counted from the events of the
+        experiment's runs (events carrying ``experiment_id``, ``variant`` and ``run``): one aggregate
+        query, by variant name."""
         ...
 
     # per-conversation serialisation

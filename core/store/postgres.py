@@ -2,7 +2,8 @@
 
 Why it is built this way (ARCHITECTURE.md "Stores"):
 - every write a turn makes goes to PostgreSQL in one statement (``postgres_turns``), so one round trip
-  and one implicit transaction (context compare-and-set, history events, idempotency record, timer row),
+  and one implicit transaction (context compare-and-set, history events, idempotency record, timer row,
+  an experiment run's counts); the history rows are the turn's events' only copy,
   and only then to Redis, so a Redis flush or restart loses nothing;
 - the compare-and-set on the conversation's version is the fencing token: a process whose Redis lock expired
   mid-turn finds the version moved on and writes nothing;
@@ -50,6 +51,7 @@ from mcp_engine.store.postgres_schema import SCHEMA_NAME, migrate
 from mcp_engine.store.postgres_turns import conflict, write_turn
 from mcp_engine.store.redis_breaker import RedisBreakerStore
 from mcp_engine.store.redis_parts import HeldLock, RedisParts, milliseconds
+from mcp_engine.store.run_tally import tally_runs
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +270,8 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables, DeliveryTa
             raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")
         record = (write.message_id, reply) if write.message_id is not None and reply is not None else None
         now = time.time()
-        version = await write_turn(self._db(), write, context, events, record, now)
+        tallies = tally_runs(write.events, key)
+        version = await write_turn(self._db(), write, context, events, record, now, tallies)
         if version is None:
             await self._refresh(*key)  # a stale cached context is how a writer usually loses
             raise conflict(write)

@@ -1,8 +1,10 @@
-"""A conversation's history and a tenant's analytics events in PostgreSQL: append-only, read in pages.
+"""A conversation's history and a tenant's analytics events in PostgreSQL: one append-only table, read in
+pages by conversation (``history``) or by tenant and type (``events``).
 
-A turn appends its history events in its own statement (``postgres_turns``); analytics events arrive in
-batches from the ``store`` event sink, and the events of experiment runs update those runs' counts in the
-same statement (``postgres_experiments.COUNT_RUNS``).
+Every event is written once. A turn appends its events in its own statement (``postgres_turns``), which
+also counts the events of experiment runs; an event recorded outside a turn (``record_events``: an
+abandoned turn's error, a plugin's analytics event) is a row of the same table marked as not part of its
+conversation's history (``in_history``), so the event queries see both in one order.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from typing import Any
 
 from mcp_engine.errors import UnstorableData
 from mcp_engine.store.base import encode_json
-from mcp_engine.store.postgres_experiments import COUNT_RUNS, run_columns
+from mcp_engine.store.postgres_experiments import count_runs, run_columns
 from mcp_engine.store.postgres_pool import CONVERSATION, PoolUser, outage_is_unavailable
 from mcp_engine.store.run_tally import tally_runs
 
 _MAX_SEQ = 2**63 - 1
 _APPEND = (
-    "INSERT INTO events (tenant_id, type, event) SELECT t, y, e"
-    " FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(t, y, e, n) ORDER BY n"
+    "INSERT INTO history (tenant_id, conversation_id, type, event, in_history) SELECT t, c, y, e, false"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS u(t, c, y, e, n)"
+    " ORDER BY n"
 )
-_APPEND_AND_COUNT = f"WITH appended AS ({_APPEND}) {COUNT_RUNS}"
+_APPEND_AND_COUNT = f"WITH appended AS ({_APPEND}) {count_runs(5)}"
 
 
 class EventTables(PoolUser):
@@ -31,7 +34,8 @@ class EventTables(PoolUser):
         self, tenant_id: str, conversation_id: str, limit: int = 50, before: int | None = None
     ) -> list[dict[str, Any]]:
         rows = await self._db().fetch(
-            f"SELECT seq, event FROM history WHERE {CONVERSATION} AND seq < $3 ORDER BY seq DESC LIMIT $4",
+            f"SELECT seq, event FROM history WHERE {CONVERSATION} AND in_history AND seq < $3"
+            " ORDER BY seq DESC LIMIT $4",
             tenant_id,
             conversation_id,
             _MAX_SEQ if before is None else before,
@@ -43,6 +47,7 @@ class EventTables(PoolUser):
     @outage_is_unavailable
     async def record_events(self, events: list[dict[str, Any]]) -> None:
         tenants: list[str] = []
+        conversations: list[str] = []
         types: list[str] = []
         bodies: list[bytes] = []
         for i, event in enumerate(events):
@@ -51,14 +56,18 @@ class EventTables(PoolUser):
                 raise UnstorableData(f"events[{i}] needs a string tenant_id and type", {"index": i})
             bodies.append(encode_json(event, f"events[{i}]"))
             tenants.append(tenant_id)
+            conversation_id = event.get("conversation_id")
+            conversations.append(conversation_id if isinstance(conversation_id, str) else "")
             types.append(event_type)
         if not bodies:
             return
         tallies = tally_runs(events)
         if tallies:
-            await self._db().execute(_APPEND_AND_COUNT, tenants, types, bodies, *run_columns(tallies))
+            await self._db().execute(
+                _APPEND_AND_COUNT, tenants, conversations, types, bodies, *run_columns(tallies)
+            )
         else:
-            await self._db().execute(_APPEND, tenants, types, bodies)
+            await self._db().execute(_APPEND, tenants, conversations, types, bodies)
 
     @outage_is_unavailable
     async def events(
@@ -66,7 +75,8 @@ class EventTables(PoolUser):
     ) -> list[dict[str, Any]]:
         by_type = "" if event_type is None else " AND type = $4"  # a separate query, so it uses its index
         rows = await self._db().fetch(
-            f"SELECT seq, event FROM events WHERE tenant_id = $1 AND seq > $2{by_type} ORDER BY seq LIMIT $3",
+            f"SELECT seq, event FROM history WHERE tenant_id = $1 AND seq > $2{by_type}"
+            " ORDER BY seq LIMIT $3",
             tenant_id,
             after or 0,
             max(limit, 0),

@@ -26,13 +26,20 @@ from mcp_engine.store.run_tally import RunTally
 
 _EXPERIMENT = "tenant_id, experiment_id, flow_id, document, status, created_at, started_at, stopped_at, bases"
 _ONE = "tenant_id = $1 AND experiment_id = $2"
-# The run counts of a batch of events (``run_tally``), merged into ``experiment_runs``; the parameters
-# start at $4 because it follows the events' own INSERT in the same statement (``postgres_events``).
-COUNT_RUNS = """
+
+
+def count_runs(first: int, gate: str = "") -> str:
+    """The statement merging a batch's run counts (``run_tally``) into ``experiment_runs``, its ten column
+    arrays the parameters from ``$first`` on; it follows the events' own INSERT in the same statement, and
+    ``gate`` (``"written, "``: a turn's compare-and-set) is joined in so it writes only when that did."""
+    arrays = ", ".join(
+        f"${first + i}::{kind}[]"
+        for i, kind in enumerate(("text",) * 5 + ("float8", "int", "int", "float8", "int"))
+    )
+    return f"""
 INSERT INTO experiment_runs (tenant_id, experiment_id, run, variant, conversation_id, first_seen, turns,
     no_matches, completed_at, turns_to_complete)
-SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::int[],
-    $11::int[], $12::float8[], $13::int[])
+SELECT u.* FROM {gate}unnest({arrays}) AS u
 ON CONFLICT (tenant_id, experiment_id, run) DO UPDATE SET
     first_seen = LEAST(experiment_runs.first_seen, EXCLUDED.first_seen),
     turns = experiment_runs.turns + EXCLUDED.turns,
@@ -43,7 +50,7 @@ ON CONFLICT (tenant_id, experiment_id, run) DO UPDATE SET
 
 
 def run_columns(tallies: list[RunTally]) -> list[list[Any]]:
-    """The tallies as the ten column arrays ``COUNT_RUNS`` unnests."""
+    """The tallies as the ten column arrays ``count_runs`` unnests."""
     return [list(column) for column in zip(*(tally.row() for tally in tallies), strict=True)]
 
 

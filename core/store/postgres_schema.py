@@ -161,6 +161,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbound_deliveries_by_due ON outbound_deliveries (next_at);
     """,
+    """
+    -- events are written once: a turn's events only in its history rows, which also serve the event queries
+    -- (Store.events) by tenant and type; an event recorded outside a turn (Store.record_events: an abandoned
+    -- turn's error, a plugin's analytics event) is a history row too, but not part of its conversation's
+    -- history (in_history false). The events table's rows that were not copies of history rows move here.
+    ALTER TABLE history ADD COLUMN type text;
+    ALTER TABLE history ADD COLUMN in_history boolean NOT NULL DEFAULT true;
+    UPDATE history SET type = event->>'type';
+    INSERT INTO history (tenant_id, conversation_id, event, type, in_history)
+        SELECT e.tenant_id, COALESCE(e.event->>'conversation_id', ''), e.event, e.type, false FROM events e
+        WHERE NOT EXISTS (SELECT FROM history h WHERE h.tenant_id = e.tenant_id
+            AND h.conversation_id = e.event->>'conversation_id' AND h.event = e.event)
+        ORDER BY e.seq;
+    DROP TABLE events;
+    CREATE INDEX history_by_tenant ON history (tenant_id, seq);
+    CREATE INDEX history_by_type ON history (tenant_id, type, seq);
+    """,
 ]
 
 

@@ -1,6 +1,6 @@
-"""The embedded store: one SQLite file holds tenants, flows, conversations, history, analytics events,
-idempotency records, timers and experiments (``sqlite_experiments``); per-conversation locks are
-in-process asyncio locks.
+"""The embedded store: one SQLite file holds tenants, flows, conversations, history (which also serves
+the analytics event queries: every event is written once), idempotency records, timers and experiments
+(``sqlite_experiments``); per-conversation locks are in-process asyncio locks.
 
 Why it is built this way:
 - one connection writes, behind an asyncio lock, every write one ``BEGIN IMMEDIATE`` transaction: coroutines
@@ -297,14 +297,18 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         # Everything is encoded before the transaction starts: bad data raises with nothing written.
         key = (write.tenant_id, write.conversation_id)
         context = encode_json(write.context, "context")
-        events = [(*key, encode_json(event, f"events[{i}]")) for i, event in enumerate(write.events)]
+        events = [
+            (*key, _type_of(event), encode_json(event, f"events[{i}]"))
+            for i, event in enumerate(write.events)
+        ]
         reply = None if write.reply is None else encode_json(write.reply, "reply")
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
             raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")
         now = self._clock()
         purge = now >= self._next_purge
+        tallies = tally_runs(write.events, key)
         version: int = await self._commits.call(
-            (write, key, context, events, reply, now, purge, self.idempotency_ttl_s)
+            (write, key, context, events, tallies, reply, now, purge, self.idempotency_ttl_s)
         )
         if purge:
             self._next_purge = now + PURGE_INTERVAL_S
@@ -326,7 +330,8 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         self, tenant_id: str, conversation_id: str, limit: int = 50, before: int | None = None
     ) -> list[dict[str, Any]]:
         rows = await self._read(
-            f"SELECT seq, event FROM history WHERE {_CONVERSATION} AND seq < ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT seq, event FROM history WHERE {_CONVERSATION} AND in_history AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
             (tenant_id, conversation_id, _MAX_SEQ if before is None else before, max(limit, 0)),
         )
         return [{**orjson.loads(event), "seq": seq} for seq, event in rows]
@@ -338,7 +343,9 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
             tenant_id, event_type = event.get("tenant_id"), event.get("type")
             if not isinstance(tenant_id, str) or not isinstance(event_type, str):
                 raise UnstorableData(f"events[{i}] needs a string tenant_id and type", {"index": i})
-            rows.append((tenant_id, event_type, encode_json(event, f"events[{i}]")))
+            conversation_id = event.get("conversation_id")
+            conversation = conversation_id if isinstance(conversation_id, str) else ""
+            rows.append((tenant_id, conversation, event_type, encode_json(event, f"events[{i}]")))
         if rows:
             await self._in_transaction(_record_events, rows, tally_runs(events))
 
@@ -347,7 +354,7 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
     ) -> list[dict[str, Any]]:
         by_type = "" if event_type is None else " AND type = ?"  # a separate query, so it uses its index
         rows = await self._read(
-            f"SELECT seq, event FROM events WHERE tenant_id = ? AND seq > ?{by_type} ORDER BY seq LIMIT ?",
+            f"SELECT seq, event FROM history WHERE tenant_id = ? AND seq > ?{by_type} ORDER BY seq LIMIT ?",
             (tenant_id, after or 0, *(() if event_type is None else (event_type,)), max(limit, 0)),
         )
         return [{**orjson.loads(event), "seq": seq} for seq, event in rows]
@@ -554,16 +561,21 @@ def _commit_turn(
     key: tuple[str, str],
     context: bytes,
     events: list[_Params],
+    tallies: list[RunTally],
     reply: bytes | None,
     now: float,
     purge: bool,
     ttl_s: float,
 ) -> int:
     """A turn's write, in the writer's thread inside one transaction: compare-and-set the context, append
-    the events, keep the idempotency record, set or clear the timer, now and then purge old records."""
+    the events (their only copy) and count an experiment run's, keep the idempotency record, set or clear
+    the timer, now and then purge old records."""
     version = _compare_and_set(conn, write, key, context, now)
     if events:
-        conn.executemany("INSERT INTO history (tenant_id, conversation_id, event) VALUES (?, ?, ?)", events)
+        conn.executemany(
+            "INSERT INTO history (tenant_id, conversation_id, type, event) VALUES (?, ?, ?, ?)", events
+        )
+        count_runs(conn, tallies)
     if write.message_id is not None and reply is not None:
         conn.execute(
             "INSERT OR REPLACE INTO idempotency"
@@ -610,8 +622,17 @@ def _compare_and_set(
 
 
 def _record_events(conn: sqlite3.Connection, rows: list[_Params], tallies: list[RunTally]) -> None:
-    conn.executemany("INSERT INTO events (tenant_id, type, event) VALUES (?, ?, ?)", rows)
+    """Events recorded outside a turn: history rows, but none of their conversation's history."""
+    conn.executemany(
+        "INSERT INTO history (tenant_id, conversation_id, type, event, in_history) VALUES (?, ?, ?, ?, 0)",
+        rows,
+    )
     count_runs(conn, tallies)
+
+
+def _type_of(event: dict[str, Any]) -> str | None:
+    kind = event.get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def _tenant(row: Iterable[Any]) -> Tenant:

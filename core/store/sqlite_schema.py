@@ -163,6 +163,25 @@ MIGRATIONS: list[str] = [
         for table in ("tenants", "flow_versions", "experiments")
         for change in ("INSERT", "UPDATE", "DELETE")
     ),
+    """
+    -- events are written once: a turn's events only in its history rows, which also serve the event queries
+    -- (Store.events) by tenant and type; an event recorded outside a turn (Store.record_events: an abandoned
+    -- turn's error, a plugin's analytics event) is a history row too, but not part of its conversation's
+    -- history (in_history 0). The events table's rows that were not copies of history rows move here.
+    ALTER TABLE history ADD COLUMN type TEXT;
+    ALTER TABLE history ADD COLUMN in_history INTEGER NOT NULL DEFAULT 1;
+    UPDATE history SET type = json_extract(CAST(event AS TEXT), '$.type');
+    INSERT INTO history (tenant_id, conversation_id, event, type, in_history)
+        SELECT e.tenant_id, coalesce(json_extract(CAST(e.event AS TEXT), '$.conversation_id'), ''), e.event,
+            e.type, 0 FROM events e
+        WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.tenant_id = e.tenant_id
+            AND h.conversation_id = json_extract(CAST(e.event AS TEXT), '$.conversation_id')
+            AND h.event = e.event)
+        ORDER BY e.seq;
+    DROP TABLE events;
+    CREATE INDEX history_by_tenant ON history (tenant_id, seq);
+    CREATE INDEX history_by_type ON history (tenant_id, type, seq);
+    """,
 ]
 
 

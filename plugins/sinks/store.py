@@ -1,8 +1,9 @@
-"""``store``: the embedded default event sink, keeping analytics events in the engine's own store.
+"""``store``: the engine's own store as an event sink, which now writes nothing itself.
 
-With no Redis or Kafka configured, events still have to land somewhere experiments can read them back
-(``Store.events``); the store the engine already has is that place, and needs no extra service. The sink
-reaches it only through ``services.write_events``, never the store itself.
+A turn's events are written once, in the turn's own commit (the conversation's history, which also serves
+``Store.events`` and counts experiment runs), whatever sinks are configured; a second copy here would
+double the store's writes for nothing. The sink stays so that ``MCP_EVENT_SINKS=store`` keeps meaning
+"events kept in the engine's store" for configurations that name it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from mcp_engine import EventSink, hookimpl
 
 class StoreSink(EventSink):
     name = "store"
-    description = "Keeps analytics events in the engine's store (the embedded default)."
+    description = "The engine's store, which keeps every turn's events with the turn (nothing more to write)."
 
     async def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
-        await self.services.write_events(events)
+        """The turn's commit stored these already."""
 
 
 @hookimpl
