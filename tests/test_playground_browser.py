@@ -344,10 +344,13 @@ def test_a_broken_upload_shows_its_problem_on_the_graph(browser: WebDriver, site
     by_id(browser, "validate").click()
     wait(browser, lambda b: "json_syntax" in by_id(b, "problems").text, "the JSON syntax problem")
 
-    paste(browser, json.dumps(broken_pizza(), indent=2))
+    pasted = json.dumps(broken_pizza(), indent=2)
+    paste(browser, pasted)
     by_id(browser, "validate").click()
     pointer = "/states/take_order/transitions/1/target_state"
     wait(browser, lambda b: pointer in by_id(b, "problems").text, "the problem's pointer")
+    line = next(n for n, text in enumerate(pasted.splitlines(), 1) if '"pick_unit_prize"' in text)
+    assert f"{pointer} · line {line}" in by_id(browser, "problems").text  # a line of the pasted text
     assert "1 error" in by_id(browser, "problems-count").text
     assert "did you mean 'pick_unit_price'" in by_id(browser, "problems").text
     wait(browser, lambda b: "take_order" in marked(b, "#graph g.node.problem-error"), "the state marked")
@@ -378,6 +381,7 @@ def test_a_broken_upload_shows_its_problem_on_the_graph(browser: WebDriver, site
     )
     assert "published" in by_id(browser, "version-status").text
     assert "/states/orphan" in by_id(browser, "problems").text
+    assert " · line " not in by_id(browser, "problems").text  # a stored version: its pointers, no lines
     shot("published")
 
 

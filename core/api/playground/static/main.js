@@ -210,7 +210,9 @@ class App {
     this.threshold = stored.document.settings?.confidence_threshold ?? DEFAULT_THRESHOLD;
     await this.showGraph(flowId, version);
     const report = await this.api.post("/v2/flows/validate", stored.document);
-    this.showProblems(report.problems, `${flowId}@${version}`);
+    // lines of the JSON sent, which the designer never sees: the pointer says where
+    const problems = report.problems.map(({ line, column, ...problem }) => problem);
+    this.showProblems(problems, `${flowId}@${version}`);
   }
 
   async publishVersion() {

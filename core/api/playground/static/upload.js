@@ -86,7 +86,8 @@ export class Upload {
     }
     let report;
     try {
-      report = await this.app.api.post("/v2/flows/validate", document);
+      // the text as pasted, so each problem's line is a line of the box
+      report = await this.app.api.post("/v2/flows/validate", this.text.value);
     } catch (error) {
       this.say(error instanceof ApiError ? `${error.code}: ${error.message}` : String(error), "bad");
       return null;
