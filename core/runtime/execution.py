@@ -190,9 +190,9 @@ class ExecutionService:
 
     def _check_size(self, write: TurnWrite) -> None:
         """``ContextTooLarge`` when the context the turn would save is over ``MCP_MAX_CONTEXT_BYTES``: the
-        turn is abandoned and the stored context stays the previous one. (One serialisation of the context,
-        a few µs for a typical one: the price of knowing its size before the store writes it.)"""
-        size = len(orjson.dumps(write.context))
+        turn is abandoned and the stored context stays the previous one. The serialisation is the one the
+        store then writes (``TurnWrite.encoded_context``)."""
+        size = len(write.encoded_context)
         limit = self.settings.max_context_bytes
         if size > limit:
             raise ContextTooLarge(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
@@ -193,6 +194,11 @@ class TurnWrite:
     message_id: str | None = None
     reply: dict[str, Any] | None = None  # stored with message_id (a record needs both)
     timer: Timer | Literal["keep"] | None = "keep"  # a Timer sets, None clears, "keep" leaves it
+
+    @cached_property
+    def encoded_context(self) -> bytes:
+        """The context as the store writes it, serialised once (the engine checks its size first)."""
+        return encode_json(self.context, "context")
 
 
 class TurnStart(Protocol):

@@ -263,7 +263,7 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables, DeliveryTa
         releases ``held``."""
         # Everything is encoded before the statement is sent: bad data raises with nothing written.
         key = (write.tenant_id, write.conversation_id)
-        context = encode_json(write.context, "context")
+        context = write.encoded_context
         events = [encode_json(event, f"events[{i}]") for i, event in enumerate(write.events)]
         reply = None if write.reply is None else encode_json(write.reply, "reply")
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:

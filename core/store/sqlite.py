@@ -296,7 +296,7 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
     async def commit(self, write: TurnWrite) -> int:
         # Everything is encoded before the transaction starts: bad data raises with nothing written.
         key = (write.tenant_id, write.conversation_id)
-        context = encode_json(write.context, "context")
+        context = write.encoded_context
         events = [
             (*key, _type_of(event), encode_json(event, f"events[{i}]"))
             for i, event in enumerate(write.events)
