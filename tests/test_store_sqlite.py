@@ -12,7 +12,7 @@ import pytest
 from mcp_engine.errors import ConversationBusy
 from mcp_engine.store.base import Store
 from mcp_engine.store.local_locks import ConversationLocks
-from mcp_engine.store.sqlite import PURGE_INTERVAL_S, SQLiteStore
+from mcp_engine.store.sqlite import CHECKPOINT_EVERY, PURGE_INTERVAL_S, SQLiteStore
 from mcp_engine.store.sqlite_schema import MIGRATIONS, statements
 from tests import store_contract  # the events table's migration: its rows, what they become
 from tests.store_contract import A, OpenStore, StoreContract, timer, turn
@@ -84,7 +84,8 @@ async def test_idempotency_records_expire_after_the_ttl(clocked: tuple[SQLiteSto
     clock.now += 2
     assert await store.reply_for(A, "c1", "m1") is None
     clock.now += PURGE_INTERVAL_S
-    await store.commit(turn(1, message_id="m2", reply={"r": 2}))  # also purges what expired
+    await store.commit(turn(1, message_id="m2", reply={"r": 2}))  # has what expired purged, in the background
+    await store.settle()
     assert query(store.path, "SELECT message_id FROM idempotency") == [("m2",)]
 
 
@@ -103,6 +104,63 @@ async def test_a_closed_store_is_not_ready_and_refuses_work(tmp_path: Path) -> N
         await store.load(A, "c1")
     with pytest.raises(RuntimeError, match="not open"):
         await store.commit(turn(None))
+
+
+async def test_a_turn_waits_for_a_busy_file_without_holding_the_loop(tmp_path: Path) -> None:
+    """Another process writing the file: the turn's commit (run on the loop's thread) sleeps and tries
+    again, and the loop goes on meanwhile; once the file is free the commit lands."""
+    store = SQLiteStore(str(tmp_path / "engine.db"))
+    await store.open()
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        commit = asyncio.create_task(store.commit(turn(None)))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not commit.done() and ticks == 20
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(commit, 5) == 1
+        assert (await store.load(A, "c1")) is not None
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_a_file_busy_past_the_busy_timeout_fails_the_commit_and_writes_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "engine.db"), busy_timeout_ms=50)
+    await store.open()
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await store.commit(turn(None))
+        other.execute("ROLLBACK")
+        assert await store.load(A, "c1") is None
+        assert await store.commit(turn(None)) == 1
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    """The loop's connection never checkpoints (it may fsync); every CHECKPOINT_EVERY turns the writer's
+    thread does, so the turns reach the database file and the WAL does not grow without end."""
+    store = SQLiteStore(str(tmp_path / "engine.db"))
+    await store.open()
+    context = {"current_state": "start", "slots": {"note": "x" * 2000}}
+    try:
+        for n in range(CHECKPOINT_EVERY - 1):
+            await store.commit(turn(None, conversation=f"c{n}", context=context))
+        await store.settle()
+        before = Path(store.path).stat().st_size  # the WAL holds the turns: the file is the schema's
+        await store.commit(turn(None, conversation="last", context=context))
+        await store.settle()
+        assert Path(store.path).stat().st_size > before + (CHECKPOINT_EVERY - 1) * 2000
+        assert query(store.path, "SELECT count(*) FROM conversations") == [(CHECKPOINT_EVERY,)]
+    finally:
+        await store.close()
 
 
 async def test_locks_are_dropped_when_unused() -> None:

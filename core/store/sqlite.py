@@ -3,9 +3,15 @@ the analytics event queries: every event is written once), idempotency records, 
 (``sqlite_experiments``); per-conversation locks are in-process asyncio locks.
 
 Why it is built this way:
-- one connection writes, behind an asyncio lock, every write one ``BEGIN IMMEDIATE`` transaction: coroutines
-  sharing a connection would otherwise share (and commit) each other's transactions;
-- a second connection reads, so a read never sees a write in progress nor queues behind one (WAL mode);
+- the turn's own statements (its context read, its idempotency check, its commit, the catalogue stamp)
+  run on the event loop's thread, on a connection of their own: each takes microseconds, less than the
+  hop to a thread and back (and the GIL hand-overs each way) costs. The loop never waits for the file's
+  lock there: a busy file is tried again after a short sleep, up to ``busy_timeout``. The WAL is
+  checkpointed in the writer's thread, never on the loop;
+- one connection writes everything else, behind an asyncio lock, every write one ``BEGIN IMMEDIATE``
+  transaction: coroutines sharing a connection would otherwise share (and commit) each other's transactions;
+- another connection reads the rest (listings, history, analytics, whose size has no bound) in its thread,
+  so a long read never holds the loop (WAL mode: a read never sees a write in progress nor queues behind one);
 - a second engine on the same file waits for the file's write lock (``busy_timeout``) instead of failing.
   The in-process locks only order the turns of one process; across processes the compare-and-set on the
   conversation's version and the lease of a claimed timer keep the data right.
@@ -14,11 +20,12 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -44,7 +51,8 @@ from mcp_engine.store.sqlite_outbound import DeliveryRows
 from mcp_engine.store.sqlite_schema import migrate
 
 DAY_S = 24 * 3600.0
-PURGE_INTERVAL_S = 300.0  # how often a commit also deletes expired idempotency records
+PURGE_INTERVAL_S = 300.0  # how often a commit also has expired idempotency records deleted
+CHECKPOINT_EVERY = 200  # turns committed between two WAL checkpoints (SQLite's own default is ~1000 pages)
 TIMER_LEASE_S = 60.0  # how long a claimed timer is its claimer's before another process may fire it
 _FLOW = "tenant_id, flow_id, version, document, status, created_at, published_at"
 _TIMER = "tenant_id, conversation_id, due_at, state, run"
@@ -53,6 +61,9 @@ _VERSION = "tenant_id = ? AND flow_id = ? AND version = ?"
 _CONVERSATION = "tenant_id = ? AND conversation_id = ?"
 _MAX_SEQ = 2**63 - 1
 _Params = tuple[Any, ...]
+T = TypeVar("T")
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+log = logging.getLogger(__name__)
 
 
 class SQLiteStore(ExperimentRows, DeliveryRows):
@@ -76,12 +87,15 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         self._clock = clock
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._here: sqlite3.Connection | None = None  # the loop thread's: the turn's statements
         self._write_lock = asyncio.Lock()
         self._locks = ConversationLocks()
-        # Turns' commits and all reads queue here; each batch is one hop to the connection's thread.
+        # Turns' commits queue here, each batch one transaction; other reads, each batch one hop to a thread.
         self._commits = _Batches(self._run_commits)
         self._reads = _Batches(self._run_reads)
         self._next_purge = 0.0
+        self._uncheckpointed = 0
+        self._chores: set[asyncio.Task[None]] = set()  # checkpoints and purges, in the writer's thread
         self._breakers = LocalBreakerStore()
 
     async def open(self) -> None:
@@ -92,12 +106,24 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         await writer.execute("PRAGMA journal_mode=WAL")
         await migrate(writer)
         self._writer, self._reader = writer, await self._connect()
+        self._here = sqlite3.connect(self.path, isolation_level=None)
+        self._here.execute("PRAGMA busy_timeout = 0")  # the loop never sleeps in SQLite: see _on_loop
+        self._here.execute("PRAGMA synchronous = NORMAL")
+        self._here.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in the writer's thread
+
+    async def settle(self) -> None:
+        """Until the housekeeping started so far (WAL checkpoints, purges) is done."""
+        while self._chores:
+            await asyncio.gather(*self._chores, return_exceptions=True)
 
     async def close(self) -> None:
+        await self.settle()
+        if self._here is not None:
+            self._here.close()
         for db in (self._reader, self._writer):
             if db is not None:
                 await db.close()
-        self._writer = self._reader = None
+        self._writer = self._reader = self._here = None
 
     async def ready(self) -> bool:
         if self._reader is None:
@@ -249,7 +275,7 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
 
     async def catalogue_stamp(self) -> str | None:
         """The count the schema's triggers keep of changes to tenants, flow versions and experiments."""
-        rows = await self._read("SELECT n FROM catalogue_stamp", ())
+        rows = await self._on_loop(_fetch, "SELECT n FROM catalogue_stamp", ())
         return str(rows[0][0])
 
     async def list_flows(self, tenant_id: str) -> list[FlowVersion]:
@@ -278,7 +304,8 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
 
     # conversations
     async def load(self, tenant_id: str, conversation_id: str) -> Conversation | None:
-        rows = await self._read(
+        rows = await self._on_loop(
+            _fetch,
             f"SELECT context, version FROM conversations WHERE {_CONVERSATION} AND context IS NOT NULL",
             (tenant_id, conversation_id),
         )
@@ -287,7 +314,8 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         return Conversation(tenant_id, conversation_id, orjson.loads(rows[0][0]), rows[0][1])
 
     async def reply_for(self, tenant_id: str, conversation_id: str, message_id: str) -> dict[str, Any] | None:
-        rows = await self._read(
+        rows = await self._on_loop(
+            _fetch,
             f"SELECT reply FROM idempotency WHERE {_CONVERSATION} AND message_id = ? AND created_at > ?",
             (tenant_id, conversation_id, message_id, self._clock() - self.idempotency_ttl_s),
         )
@@ -305,13 +333,11 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
             raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")
         now = self._clock()
-        purge = now >= self._next_purge
         tallies = tally_runs(write.events, key)
-        version: int = await self._commits.call(
-            (write, key, context, events, tallies, reply, now, purge, self.idempotency_ttl_s)
-        )
-        if purge:
+        version: int = await self._commits.call((write, key, context, events, tallies, reply, now))
+        if now >= self._next_purge:
             self._next_purge = now + PURGE_INTERVAL_S
+            self._chore(self._in_transaction(_purge, now - self.idempotency_ttl_s))
         return version
 
     async def reset(self, tenant_id: str, conversation_id: str) -> bool:
@@ -427,16 +453,52 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         return results
 
     async def _run_commits(self, batch: list[Any]) -> list[tuple[bool, Any]]:
-        """Group commit: the turns queued while the previous group was written go in one transaction,
-        each in its own savepoint, so one turn's failed compare-and-set fails only that turn."""
-        db = self._writer
-        if db is None:
-            raise RuntimeError("SQLiteStore is not open")
-        async with self._write_lock:
-            results: list[tuple[bool, Any]] = await db._execute(  # type: ignore[no-untyped-call]
-                _transaction_in_thread, db._conn, _commit_turns, (batch,)
-            )
+        """Group commit: the turns that reached their commit while the loop ran other work go in one
+        transaction, each in its own savepoint, so one turn's failed compare-and-set fails only that turn."""
+        results: list[tuple[bool, Any]] = await self._on_loop(_transact, _commit_turns, (batch,))
+        self._uncheckpointed += len(batch)
+        if self._uncheckpointed >= CHECKPOINT_EVERY:
+            self._uncheckpointed = 0
+            self._chore(self._checkpoint())
         return results
+
+    async def _on_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` on the loop thread's connection. A file another connection is
+        writing (another process, this one's writer thread) is tried again after a sleep that doubles
+        from 0.5 ms, up to ``busy_timeout``: the loop itself never waits in SQLite's busy handler."""
+        delay, waited, budget = 0.0005, 0.0, self._busy_timeout_ms / 1000
+        while True:
+            db = self._here
+            if db is None:
+                raise RuntimeError("SQLiteStore is not open")
+            try:
+                return work(db, *args)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY or waited >= budget:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05, max(budget - waited, 0.0))
+
+    def _chore(self, work: Awaitable[None]) -> None:
+        """Run ``work`` (a checkpoint, a purge) without the turn waiting for it."""
+
+        async def chore() -> None:
+            try:
+                await work
+            except (sqlite3.Error, ValueError, RuntimeError) as exc:  # closed, busy: the next one will do
+                log.warning("embedded store housekeeping failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(chore())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _checkpoint(self) -> None:
+        """Move the WAL's pages into the database file, in the writer's thread (it may fsync)."""
+        db = self._writer
+        if db is not None:
+            async with self._write_lock:
+                await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def _in_transaction(self, work: Callable[..., Any], *args: Any) -> Any:
         """Run ``work(connection, *args)`` as one write transaction in the writer's thread: one thread hop
@@ -449,7 +511,7 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         async with self._write_lock:
             # aiosqlite runs every call on the connection's own thread; _execute is how it queues one.
             return await db._execute(  # type: ignore[no-untyped-call]
-                _transaction_in_thread, db._conn, work, args
+                _transact, db._conn, work, args
             )
 
     @asynccontextmanager
@@ -517,6 +579,10 @@ class _Batches:
             self._draining = None
 
 
+def _fetch(conn: sqlite3.Connection, sql: str, params: _Params) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
 def _reads_in_thread(conn: sqlite3.Connection, batch: list[tuple[str, _Params]]) -> list[tuple[bool, Any]]:
     results: list[tuple[bool, Any]] = []
     for sql, params in batch:
@@ -542,8 +608,8 @@ def _commit_turns(conn: sqlite3.Connection, batch: list[_Params]) -> list[tuple[
     return results
 
 
-def _transaction_in_thread(conn: sqlite3.Connection, work: Callable[..., Any], args: _Params) -> Any:
-    """In the writer's thread: BEGIN IMMEDIATE, ``work``, COMMIT; ROLLBACK on any exception."""
+def _transact(conn: sqlite3.Connection, work: Callable[..., Any], args: _Params) -> Any:
+    """BEGIN IMMEDIATE, ``work``, COMMIT; ROLLBACK on any exception (plain sqlite3, in one go)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = work(conn, *args)
@@ -564,12 +630,9 @@ def _commit_turn(
     tallies: list[RunTally],
     reply: bytes | None,
     now: float,
-    purge: bool,
-    ttl_s: float,
 ) -> int:
-    """A turn's write, in the writer's thread inside one transaction: compare-and-set the context, append
-    the events (their only copy) and count an experiment run's, keep the idempotency record, set or clear
-    the timer, now and then purge old records."""
+    """A turn's write, inside one transaction: compare-and-set the context, append the events (their
+    only copy) and count an experiment run's, keep the idempotency record, set or clear the timer."""
     version = _compare_and_set(conn, write, key, context, now)
     if events:
         conn.executemany(
@@ -588,9 +651,11 @@ def _commit_turn(
         )
     elif write.timer is None:
         conn.execute(f"DELETE FROM timers WHERE {_CONVERSATION}", key)
-    if purge:
-        conn.execute("DELETE FROM idempotency WHERE created_at <= ?", (now - ttl_s,))
     return version
+
+
+def _purge(conn: sqlite3.Connection, expired: float) -> None:
+    conn.execute("DELETE FROM idempotency WHERE created_at <= ?", (expired,))
 
 
 def _compare_and_set(
