@@ -31,7 +31,7 @@ from mcp_engine.flow.models import (
     Transition,
 )
 from mcp_engine.hookspecs import hookimpl
-from mcp_engine.regexes import PatternError, Regex, compile_regex
+from mcp_engine.regexes import PatternError, Regex, compile_regex, found_in
 
 if TYPE_CHECKING:
     import aiohttp
@@ -628,5 +628,6 @@ __all__ = [
     "Template",
     "TurnView",
     "compile_regex",
+    "found_in",
     "hookimpl",
 ]

@@ -44,7 +44,7 @@ class Regex(Protocol):
     def pattern(self) -> str: ...
     @property
     def groups(self) -> int: ...
-    def search(self, text: str, /) -> Match | None: ...
+    def search(self, text: str | bytes, /) -> Match | None: ...
     def fullmatch(self, text: str, /) -> Match | None: ...
     def finditer(self, text: str, /) -> Iterator[Match]: ...
 
@@ -66,6 +66,13 @@ def compile_regex(pattern: str, ignore_case: bool = False) -> Regex:
             raise PatternError(f"bad regular expression {pattern!r}: {reason}") from None
         raise PatternError(f"regular expression {pattern!r} is not supported ({reason}): {WHY}") from None
     return compiled
+
+
+def found_in(regex: Regex, text: str) -> bool:
+    """Whether ``regex`` matches anywhere in ``text``: searched as UTF-8 bytes, which RE2 reads anyway,
+    so the wrapper does not map every match's byte offsets back to characters (4x the search itself)
+    for a yes or no."""
+    return regex.search(text.encode()) is not None
 
 
 @functools.lru_cache(maxsize=512)

@@ -34,7 +34,7 @@ from mcp_engine.expressions.nodes import (
     Not,
     path_of,
 )
-from mcp_engine.regexes import Regex, cached_regex
+from mcp_engine.regexes import Regex, cached_regex, found_in
 from mcp_engine.runtime import turnscope
 
 Compiled = Callable[[Mapping[str, Any]], Any]
@@ -199,7 +199,7 @@ def _search(compiled: Regex | None, text: Any) -> bool:
     if compiled is None or not isinstance(text, str):
         return False
     turnscope.check()
-    return compiled.search(text) is not None
+    return found_in(compiled, text)
 
 
 def _matches(text: Any, pattern: Any) -> bool:

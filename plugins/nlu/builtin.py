@@ -25,7 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
 
-from mcp_engine import IntentClassifier, IntentScore, PatternError, Regex, Services, compile_regex, hookimpl
+from mcp_engine import (
+    IntentClassifier,
+    IntentScore,
+    PatternError,
+    Regex,
+    Services,
+    compile_regex,
+    found_in,
+    hookimpl,
+)
 
 Scorer = Callable[..., float]
 
@@ -154,7 +163,7 @@ class BuiltinClassifier(IntentClassifier):
         """(confidence, similarity) of each candidate: a pattern match is confidence 1.0."""
         similarities = self._similarities(normalise(text), found)
         return [
-            (1.0 if any(p.search(text) for p in intent.patterns) else similarity, similarity)
+            (1.0 if any(found_in(p, text) for p in intent.patterns) else similarity, similarity)
             for intent, similarity in zip(found.intents, similarities, strict=True)
         ]
 
