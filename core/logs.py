@@ -1,4 +1,5 @@
-"""Logging for ``mcp-engine serve``: one access line per request, as text or JSON lines.
+"""Logging for ``mcp-engine serve``: one access line per request (written by the REST middleware here and
+by the gRPC servicer), as text or JSON lines.
 
 ``MCP_LOG_FORMAT=json`` makes every record (access lines and the engine's own) one JSON object per line,
 for log shippers; anything else gives plain text for a terminal. Access records carry their fields as
@@ -13,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 import orjson
 from aiohttp import web
 
@@ -21,7 +21,6 @@ ACCESS = logging.getLogger("mcp_engine.access")
 # What a REST handler learned that the access line wants: the tenant it resolved, the state a turn ended in.
 REQUEST_TENANT = web.RequestKey("mcp_engine_tenant", str)
 REQUEST_STATE = web.RequestKey("mcp_engine_state", str)
-LOGGED_SERVICE = "/mcp.v2.MCPEngine/"  # health checks and reflection would drown the log
 ACCESS_FIELDS = ("protocol", "method", "status", "tenant", "conversation", "state", "latency_ms")
 # Attributes every LogRecord has; whatever else a record carries came through ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -140,55 +139,3 @@ async def access_middleware(
             status,
             (time.perf_counter() - started) * 1000,
         )
-
-
-class AccessInterceptor(grpc.aio.ServerInterceptor):
-    """The gRPC access line for each ``mcp.v2.MCPEngine`` call (all unary), with the status it ended in."""
-
-    def __init__(self) -> None:
-        # The logged handler of each method, built once: continuation returns the same handler per method.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        full_name: str = handler_call_details.method
-        if handler is None or handler.unary_unary is None or not full_name.startswith(LOGGED_SERVICE):
-            return handler
-        cached = self._wrapped.get(full_name)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        method, inner = full_name[len(LOGGED_SERVICE) :], handler.unary_unary
-
-        async def logged(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started, status, state = time.perf_counter(), "OK", None
-            try:
-                # aio handlers get an aio context; the grpc stubs type only the sync one
-                response = await inner(request, context)  # type: ignore[arg-type]
-                state = getattr(response, "current_state", None)
-                return response
-            except BaseException:
-                code = context.code()  # set by context.abort before it raises
-                status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-                raise
-            finally:
-                log_request(
-                    "grpc",
-                    method,
-                    getattr(request, "tenant_id", None),
-                    getattr(request, "conversation_id", None),
-                    state,
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
-
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            logged,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        self._wrapped[full_name] = (handler, wrapped)
-        return wrapped

@@ -23,7 +23,7 @@ from mcp_engine.config import EngineSettings
 from mcp_engine.errors import EngineError, FlowValidationError
 from mcp_engine.flow.loader import flow_files, read_file
 from mcp_engine.flow.problems import Problem
-from mcp_engine.logs import AccessInterceptor, access_middleware
+from mcp_engine.logs import access_middleware
 from mcp_engine.metrics import Metrics
 from mcp_engine.runtime.execution import ExecutionService
 from mcp_engine.runtime.limits import Limiter
@@ -106,7 +106,7 @@ class EngineServer:
             self.host,
             settings.grpc_port,
             metrics=self.metrics,
-            interceptors=[AccessInterceptor()],
+            access_log=True,
             reuse_port=self.reuse_port,
         )
         await self._grpc.start()

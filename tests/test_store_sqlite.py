@@ -115,11 +115,9 @@ async def test_a_turn_waits_for_a_busy_file_without_holding_the_loop(tmp_path: P
     try:
         other.execute("BEGIN IMMEDIATE")
         commit = asyncio.create_task(store.commit(turn(None)))
-        ticks = 0
-        for _ in range(20):
+        for _ in range(20):  # a loop held in SQLite's busy handler would have failed the commit by now
             await asyncio.sleep(0.005)
-            ticks += 1
-        assert not commit.done() and ticks == 20
+        assert not commit.done()
         other.execute("COMMIT")
         assert await asyncio.wait_for(commit, 5) == 1
         assert (await store.load(A, "c1")) is not None
