@@ -25,6 +25,7 @@ BENCHMARKS = {
     "attacks": "benchmarks.attacks",
     "workers": "benchmarks.workers",
     "memory": "benchmarks.memory",
+    "split": "benchmarks.cpu_split",
 }
 
 

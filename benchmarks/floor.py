@@ -33,7 +33,7 @@ from mcp_engine.api.rest.models import MessageReply, MessageRequest
 
 CONTEXT = {"slots": {"size": "large", "count": 2}, "variables": {"blob": "x" * 1900}, "current_state": "s"}
 TARGET_RATIO = 0.7
-TARGET_P99_MS = 10.0
+TARGET_P99_FACTOR = 1.5  # the engine's p99 against the floor handler's, at the same concurrency
 
 
 class Floor(mcp_pb2_grpc.MCPEngineServicer):
@@ -115,6 +115,7 @@ def run(quick: bool = False) -> Section:
         )
     level = 16
     p99 = figures[str(level)]["engine, production_p99_ms"]  # type: ignore[index]
+    floor_p99 = figures[str(level)]["floor handler_p99_ms"]  # type: ignore[index]
     ratio = ratios["engine, production"]
     return Section(
         "The stack's floor on PostgreSQL + Redis vs the served production engine (gRPC)",
@@ -130,9 +131,9 @@ def run(quick: bool = False) -> Section:
         ]
         + [
             Target(
-                f"production engine p99 ≤ {TARGET_P99_MS:.0f} ms at {level} in flight",
-                f"{p99:.1f} ms",
-                p99 <= TARGET_P99_MS,
+                f"production engine p99 ≤ {TARGET_P99_FACTOR}x the floor handler's at {level} in flight",
+                f"{p99:.1f} ms = {p99 / floor_p99:.1f}x {floor_p99:.1f} ms",
+                p99 <= TARGET_P99_FACTOR * floor_p99,
             )
         ],
         notes=[
