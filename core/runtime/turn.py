@@ -6,6 +6,7 @@ turn's messages, events and timer; ``ExecutionService`` loads, locks and saves a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -155,8 +156,6 @@ class Turn:
         )
 
     def extract_context(self) -> ExtractContext:
-        import datetime as dt
-
         return ExtractContext(self.flow.settings.timezone, dt.datetime.fromtimestamp(self.now, dt.UTC))
 
     def integration(self, integration_id: str) -> IntegrationClient:

@@ -7,7 +7,7 @@ Every method is scoped by tenant: a conversation or flow of another tenant is si
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,6 +38,16 @@ def encode_json(value: Any, what: str, canonical: bool = False) -> bytes:
         raise UnstorableData(
             f"{_bad_path(value, what) or what} cannot be stored as JSON: {exc}", {"what": what}
         ) from exc
+
+
+def encode_events(events: Sequence[dict[str, Any]]) -> list[bytes]:
+    """``encode_json`` of each of a turn's events; the pointer (``events[i]``) is only made for the one
+    that fails."""
+    dumps = orjson.dumps
+    try:
+        return [dumps(event) for event in events]
+    except orjson.JSONEncodeError:
+        return [encode_json(event, f"events[{i}]") for i, event in enumerate(events)]
 
 
 def _bad_path(value: Any, path: str) -> str | None:

@@ -34,7 +34,15 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mcp_engine.store.base import Conversation, LoadedTurn, Timer, TurnStart, TurnWrite, encode_json
+from mcp_engine.store.base import (
+    Conversation,
+    LoadedTurn,
+    Timer,
+    TurnStart,
+    TurnWrite,
+    encode_events,
+    encode_json,
+)
 from mcp_engine.store.local_locks import ConversationLocks
 from mcp_engine.store.postgres_catalogue import CatalogueTables
 from mcp_engine.store.postgres_events import EventTables
@@ -264,7 +272,7 @@ class ProductionStore(CatalogueTables, EventTables, ExperimentTables, DeliveryTa
         # Everything is encoded before the statement is sent: bad data raises with nothing written.
         key = (write.tenant_id, write.conversation_id)
         context = write.encoded_context
-        events = [encode_json(event, f"events[{i}]") for i, event in enumerate(write.events)]
+        events = encode_events(write.events)
         reply = None if write.reply is None else encode_json(write.reply, "reply")
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
             raise ValueError(f"the timer of {write.timer.conversation_id!r} in a turn of {key[1]!r}")

@@ -18,6 +18,7 @@ run it with ``maxmemory-policy noeviction`` (docs/operators.md).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import secrets
@@ -190,6 +191,7 @@ class RedisParts:
 
     # keys
     @staticmethod
+    @functools.lru_cache(maxsize=4096)  # a turn names its conversation in four keys
     def member(tenant_id: str, conversation_id: str) -> str:
         """The conversation's name in keys and in the timer schedule: unambiguous whatever the ids hold."""
         return f"{quote(tenant_id, safe='')}:{quote(conversation_id, safe='')}"

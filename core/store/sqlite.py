@@ -42,6 +42,7 @@ from mcp_engine.store.base import (
     TurnStart,
     TurnWrite,
     begin_turn_in_steps,
+    encode_events,
     encode_json,
 )
 from mcp_engine.store.local_locks import ConversationLocks
@@ -326,8 +327,8 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
         key = (write.tenant_id, write.conversation_id)
         context = write.encoded_context
         events = [
-            (*key, _type_of(event), encode_json(event, f"events[{i}]"))
-            for i, event in enumerate(write.events)
+            (*key, _type_of(event), body)
+            for event, body in zip(write.events, encode_events(write.events), strict=True)
         ]
         reply = None if write.reply is None else encode_json(write.reply, "reply")
         if isinstance(write.timer, Timer) and (write.timer.tenant_id, write.timer.conversation_id) != key:
