@@ -379,7 +379,7 @@ class SQLiteStore(ExperimentRows, DeliveryRows):
     async def events(
         self, tenant_id: str, event_type: str | None = None, limit: int = 1000, after: int | None = None
     ) -> list[dict[str, Any]]:
-        by_type = "" if event_type is None else " AND type = ?"  # a separate query, so it uses its index
+        by_type = "" if event_type is None else " AND type = ?"  # both read history_by_tenant, in seq order
         rows = await self._read(
             f"SELECT seq, event FROM history WHERE tenant_id = ? AND seq > ?{by_type} ORDER BY seq LIMIT ?",
             (tenant_id, after or 0, *(() if event_type is None else (event_type,)), max(limit, 0)),

@@ -182,6 +182,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX history_by_tenant ON history (tenant_id, seq);
     CREATE INDEX history_by_type ON history (tenant_id, type, seq);
     """,
+    """
+    -- the embedded store favours the turn: a (tenant, type) index made every turn write one more page per
+    -- kind of event it recorded (~6 of the pizza turn's ~11, 30 % of its SQLite time); a query by type now
+    -- reads the tenant's events after its cursor in order (history_by_tenant) and keeps those of the type
+    DROP INDEX history_by_type;
+    """,
 ]
 
 
