@@ -45,7 +45,7 @@ def _cpu(path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _threads(pid: int) -> dict[int, float]:
+def thread_cpu(pid: int) -> dict[int, float]:
     found: dict[int, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -100,9 +100,9 @@ def _measure(client: LoadClient, port: int, server: int, others: list[int], call
     stores = _named("redis-server", "postgres")
     job = Job("grpc", (port,), IN_FLIGHT, calls)
     client.run(Job("grpc", (port,), IN_FLIGHT, min(calls, 400)))  # warm-up
-    threads, store, load = _threads(server), _sum(stores), _sum(others)
+    threads, store, load = thread_cpu(server), _sum(stores), _sum(others)
     outcome = client.run(job)
-    after = _threads(server)
+    after = thread_cpu(server)
     n = max(len(outcome.latencies), 1)
     loop = after.get(server, 0.0) - threads.get(server, 0.0)
     rest = sum(v - threads.get(k, 0.0) for k, v in after.items() if k != server)
