@@ -101,20 +101,13 @@ def _word_numbers(text: str) -> list[tuple[int, int, int]]:
         word = token.group()
         if word == "and" and last in ("hundred", "scale"):
             continue  # "one hundred and five": the gap check below lets the number go on past it
-        gap = text[end : token.start()]
-        joined = _AND_JOINER if last in ("hundred", "scale") else _JOINER
-        if start >= 0 and not (_JOINER.fullmatch(gap) or joined.fullmatch(gap)):
-            close()
+        if start >= 0:
+            gap = text[end : token.start()]  # a single space always joins: no regex for the usual case
+            joined = _AND_JOINER if last in ("hundred", "scale") else _JOINER
+            if gap != " " and not (_JOINER.fullmatch(gap) or joined.fullmatch(gap)):
+                close()
         kind, value = _WORDS.get(word, ("a", 1) if word == "a" else ("", 0))
-        fits = {
-            "unit": (current % 100 == 0 and last != "unit") or last == "tens",
-            "teen": current % 100 == 0 and last not in ("unit", "teen"),
-            "tens": current % 100 == 0 and last not in ("unit", "teen", "tens"),
-            "hundred": last in ("a", "unit", "teen", "tens") and current < 100,
-            "dozen": last in ("a", "unit", "teen", "tens"),
-            "scale": last in ("a", "unit", "teen", "tens", "hundred", "dozen"),
-        }.get(kind, False)
-        if start >= 0 and not fits:
+        if start >= 0 and not _fits(kind, current, last):
             close()
         if not kind or (kind in ("hundred", "dozen", "scale") and start < 0):
             continue
@@ -131,6 +124,23 @@ def _word_numbers(text: str) -> list[tuple[int, int, int]]:
         end, last = token.end(), kind
     close()
     return found
+
+
+def _fits(kind: str, current: int, last: str) -> bool:
+    """Whether a number word of ``kind`` can go on the number so far (``current``, its ``last`` kind)."""
+    if kind == "unit":
+        return (current % 100 == 0 and last != "unit") or last == "tens"
+    if kind == "teen":
+        return current % 100 == 0 and last not in ("unit", "teen")
+    if kind == "tens":
+        return current % 100 == 0 and last not in ("unit", "teen", "tens")
+    if kind == "hundred":
+        return last in ("a", "unit", "teen", "tens") and current < 100
+    if kind == "dozen":
+        return last in ("a", "unit", "teen", "tens")
+    if kind == "scale":
+        return last in ("a", "unit", "teen", "tens", "hundred", "dozen")
+    return False
 
 
 _PRONOUN_ONE = re.compile(
