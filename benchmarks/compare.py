@@ -1,5 +1,6 @@
-"""``python -m benchmarks.compare REV [--store embedded|production] [--rounds 4] [--calls 4000]``: the served
-engine of this checkout against the one of git revision ``REV``, in one session: how a lever is shown.
+"""``python -m benchmarks.compare REV [NEW] [--store embedded|production] [--rounds 4] [--calls 4000]``: the
+served engine of git revision ``REV`` against this checkout's (or revision ``NEW``'s), in one session: how a
+lever is shown (``python -m benchmarks.compare HEAD~1``).
 
 Each side is ``mcp-engine serve`` on a fresh store, loaded over gRPC by one client process (pizza happy
 path, distinct conversations, 16 in flight); ``REV``'s engine is the same installed environment with its
@@ -18,7 +19,7 @@ import statistics
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from benchmarks.client import Job, LoadClient, load_client
@@ -80,13 +81,18 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
     parser.add_argument("rev", help="the git revision to compare with (e.g. HEAD~1)")
+    parser.add_argument("new", nargs="?", help="another revision instead of this checkout")
     parser.add_argument("--store", choices=("embedded", "production"), default="embedded")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=4000)
     parser.add_argument("--in-flight", type=int, default=16)
     args = parser.parse_args(argv)
-    with revision(args.rev) as tree, sharing(), load_client() as client:
-        sides = [(args.rev, {"PYTHONPATH": tree}), ("this checkout", {})]
+    with ExitStack() as stack:
+        old = stack.enter_context(revision(args.rev))
+        new = {"PYTHONPATH": stack.enter_context(revision(args.new))} if args.new else {}
+        stack.enter_context(sharing())
+        client = stack.enter_context(load_client())
+        sides = [(args.rev, {"PYTHONPATH": old}), (args.new or "this checkout", new)]
         runs: dict[str, list[tuple[float, ...]]] = {name: [] for name, _ in sides}
         for n in range(args.rounds):
             for name, env in sides if n % 2 == 0 else sides[::-1]:
