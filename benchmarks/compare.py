@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from benchmarks.client import Job, LoadClient, load_client
-from benchmarks.cpu_split import thread_cpu
-from benchmarks.load import ROOT, percentile_ms, served_engines
+from benchmarks.client import LoadClient, load_client
+from benchmarks.cpu_split import IN_FLIGHT, cpu_per_call
+from benchmarks.load import ROOT, served_engines
 from benchmarks.shared import sharing
 
 
@@ -33,9 +33,8 @@ def revision(rev: str) -> Iterator[str]:
     """A ``PYTHONPATH`` entry that imports ``mcp_engine`` as it was at ``rev``."""
     with tempfile.TemporaryDirectory() as scratch:
         checkout = Path(scratch) / "checkout"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), rev], check=True
-        )
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(checkout), rev], check=True, capture_output=True)
         try:
             config = configparser.ConfigParser()
             config.read(checkout / "setup.cfg")
@@ -51,31 +50,20 @@ def revision(rev: str) -> Iterator[str]:
                         (target / entry.name).symlink_to(entry)
             yield str(tree)
         finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=True
-            )
+            subprocess.run([*git, "remove", "--force", str(checkout)], check=True, capture_output=True)
 
 
-def measure(
-    store: str, env: dict[str, str], calls: int, in_flight: int, client: LoadClient
-) -> tuple[float, ...]:
+def measure(store: str, env: dict[str, str], calls: int, client: LoadClient) -> tuple[float, ...]:
     """(calls/s, server CPU µs a call, loop thread µs a call, p99 ms) of one fresh served engine."""
     saved = dict(os.environ)
     os.environ.update(env)
     try:
         with sharing(), served_engines(store) as served:
-            ports, pid = served.grpc_ports, served.pids[0]
-            client.run(Job("grpc", ports, in_flight, min(500, calls)))
-            before = thread_cpu(pid)
-            outcome = client.run(Job("grpc", ports, in_flight, calls))
-            after = thread_cpu(pid)
+            cpu = cpu_per_call(client, served.grpc_ports, served.pids[0], calls)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    per = 1e6 / max(len(outcome.latencies), 1)
-    total = sum(v - before.get(k, 0.0) for k, v in after.items()) * per
-    loop = (after.get(pid, 0.0) - before.get(pid, 0.0)) * per
-    return outcome.rate, total, loop, percentile_ms(outcome.latencies, 0.99)
+    return cpu["calls/s"], cpu["loop thread"] + cpu["other threads"], cpu["loop thread"], cpu["p99 ms"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("embedded", "production"), default="embedded")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=4000)
-    parser.add_argument("--in-flight", type=int, default=16)
     args = parser.parse_args(argv)
     with ExitStack() as stack:
         old = stack.enter_context(revision(args.rev))
@@ -96,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[tuple[float, ...]]] = {name: [] for name, _ in sides}
         for n in range(args.rounds):
             for name, env in sides if n % 2 == 0 else sides[::-1]:
-                run = measure(args.store, env, args.calls, args.in_flight, client)
+                run = measure(args.store, env, args.calls, client)
                 runs[name].append(run)
                 print(f"round {n} {name}: {run[0]:,.0f} calls/s, {run[1]:.0f} µs CPU a call", flush=True)
-    print(f"\n{args.store} store, {args.in_flight} in flight, {args.rounds} x {args.calls} calls a side")
+    print(f"\n{args.store} store, {IN_FLIGHT} in flight, {args.rounds} x {args.calls} calls a side")
     print("| engine | calls/s | server CPU µs/call | loop thread µs/call | p99 ms |\n|---|---|---|---|---|")
     for name, measured in runs.items():
         rate, cpu, loop, p99 = (statistics.median(column) for column in zip(*measured, strict=True))

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from benchmarks.client import Job, LoadClient, load_client
 from benchmarks.floor import _floor_server
 from benchmarks.grpc_turns import _echo_server
-from benchmarks.load import bare_server, served_engines, sync_backing
+from benchmarks.load import bare_server, percentile_ms, served_engines, sync_backing
 from benchmarks.report import Section
 
 IN_FLIGHT = 16
@@ -55,28 +56,23 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return found
 
 
-def _named(*names: str) -> list[int]:
-    pids = []
+def _processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, name, parent's pid) of every process."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip().startswith(names):
-                    pids.append(int(entry.name))
-            except OSError:
+                head, tail = (entry / "stat").read_text().rsplit(")", 1)
+            except OSError:  # it exited meanwhile
                 continue
-    return pids
+            yield int(entry.name), head.split("(", 1)[1], int(tail.split()[1])
+
+
+def _named(*names: str) -> list[int]:
+    return [pid for pid, name, _ in _processes() if name.startswith(names)]
 
 
 def _children(of: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == of:
-                    pids.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return pids
+    return [pid for pid, _, parent in _processes() if parent == of]
 
 
 def _listener(port: int) -> int:
@@ -95,20 +91,23 @@ def _sum(pids: list[int]) -> float:
     return total
 
 
-def _measure(client: LoadClient, port: int, server: int, others: list[int], calls: int) -> dict[str, float]:
-    """µs of CPU per call: the server's loop thread, its other threads, the stores' servers, the client."""
-    stores = _named("redis-server", "postgres")
-    job = Job("grpc", (port,), IN_FLIGHT, calls)
-    client.run(Job("grpc", (port,), IN_FLIGHT, min(calls, 400)))  # warm-up
+def cpu_per_call(
+    client: LoadClient, ports: tuple[int, ...], server: int, calls: int, others: list[int] | None = None
+) -> dict[str, float]:
+    """``calls`` gRPC calls (16 in flight) after a warm-up: calls/s, the p99 in ms, and µs of CPU per
+    call of the server's loop thread (its main one), its other threads, the stores' servers and
+    ``others`` (the load client)."""
+    stores, others = _named("redis-server", "postgres"), others or []
+    client.run(Job("grpc", ports, IN_FLIGHT, min(calls, 400)))
     threads, store, load = thread_cpu(server), _sum(stores), _sum(others)
-    outcome = client.run(job)
+    outcome = client.run(Job("grpc", ports, IN_FLIGHT, calls))
     after = thread_cpu(server)
-    n = max(len(outcome.latencies), 1)
     loop = after.get(server, 0.0) - threads.get(server, 0.0)
     rest = sum(v - threads.get(k, 0.0) for k, v in after.items() if k != server)
-    per = 1e6 / n
+    per = 1e6 / max(len(outcome.latencies), 1)
     return {
         "calls/s": outcome.rate,
+        "p99 ms": percentile_ms(outcome.latencies, 0.99),
         "loop thread": loop * per,
         "other threads": rest * per,
         "store servers": (_sum(stores) - store) * per,
@@ -173,7 +172,7 @@ def run(quick: bool = False) -> Section:
                 port = served if isinstance(served, int) else served.grpc_ports[0]
                 server = _listener(port)
                 others = [pid for pid in _children(os.getpid()) if pid != server]
-                measured = _measure(client, port, server, others, calls)
+                measured = cpu_per_call(client, (port,), server, calls, others)
                 shares = None if quick or kind.startswith("bare") else _shares(client, port, server, calls)
             figures[kind] = {**measured, "shares": shares}
             split = (
