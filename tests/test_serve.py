@@ -81,9 +81,21 @@ async def test_start_reports_loads_flows_and_serves_both_protocols(
                 health_pb2.HealthCheckRequest(service="mcp.v2.MCPEngine")
             )
             assert check.status == health_pb2.HealthCheckResponse.SERVING
-            reply = await mcp_pb2_grpc.MCPEngineStub(channel).ProcessMessage(request("hi", "c-grpc"))
+            stub = mcp_pb2_grpc.MCPEngineStub(channel)
+            reply = await stub.ProcessMessage(request("hi", "c-grpc"))
             assert reply.flow_id == "bank"  # the tenant's default flow
-        served.wait_for("protocol=grpc method=ProcessMessage status=OK tenant=demo conversation=c-grpc")
+            key = {"tenant_id": "demo", "conversation_id": "c-grpc"}
+            state = await stub.GetConversationState(mcp_pb2.GetStateRequest(**key))
+            await stub.ResetConversation(mcp_pb2.ResetRequest(**key))
+            with pytest.raises(grpc.aio.AioRpcError) as gone:
+                await stub.GetConversationState(mcp_pb2.GetStateRequest(**key))
+            assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+        # one access line per call, written by the servicer with the status the client got
+        line = "protocol=grpc method={} status={} tenant=demo conversation=c-grpc"
+        served.wait_for(line.format("ProcessMessage", "OK") + f" state={reply.current_state}")
+        served.wait_for(line.format("GetConversationState", "OK") + f" state={state.current_state}")
+        served.wait_for(line.format("ResetConversation", "OK"))
+        served.wait_for(line.format("GetConversationState", "NOT_FOUND"))
         assert await asyncio.to_thread(served.terminate) == 0
     assert "broken.json:" in out  # each problem of the broken flow, with its file
 
