@@ -539,9 +539,10 @@ async def _run(db: aiosqlite.Connection, sql: str, params: _Params) -> int:
 
 
 class _Batches:
-    """Calls queued while a batch is in a connection's thread go together in the next batch: under load,
-    one thread hop (and one GIL hand-over each way) serves many turns instead of one per statement.
-    ``run`` takes the queued items and returns ``(ok, result or exception)`` for each, in order."""
+    """Calls queued before their batch runs go together: the reads' batch is one hop to the reader's
+    thread (and one GIL hand-over each way) instead of one per read; the commits' is one transaction for
+    the turns that reached their commit in the same turn of the loop (or while a busy file was waited
+    for). ``run`` takes the queued items and returns ``(ok, result or exception)`` for each, in order."""
 
     def __init__(self, run: Callable[[list[Any]], Awaitable[list[tuple[bool, Any]]]]) -> None:
         self._run = run
